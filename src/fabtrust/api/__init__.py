@@ -1,0 +1,1 @@
+"""The HTTP face: FastAPI app factory, one router per domain, error mapping."""

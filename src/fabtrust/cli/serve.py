@@ -1,0 +1,40 @@
+"""``fabtrust serve``: the HTTP API on uvicorn (TLS when given a certificate and key)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import typer
+import uvicorn
+
+from fabtrust.api.app import create_app
+from fabtrust.cli.context import err_console, open_home
+from fabtrust.errors import InvalidInput
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("serve")
+    def serve(
+        ctx: typer.Context,
+        host: str = typer.Option("127.0.0.1", "--host"),
+        port: int = typer.Option(8443, "--port", min=1, max=65535),
+        tls_cert: Path = typer.Option(None, "--tls-cert", help="PEM certificate chain for HTTPS."),
+        tls_key: Path = typer.Option(None, "--tls-key", help="PEM private key for HTTPS."),
+    ) -> None:
+        """Serve the API (/healthz, /metrics, /log/...)."""
+        if (tls_cert is None) != (tls_key is None):
+            raise InvalidInput("--tls-cert and --tls-key go together")
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+        with open_home(ctx) as home:
+            scheme = "https" if tls_cert else "http"
+            err_console.print(f"fabtrust serving {home.config.origin} on {scheme}://{host}:{port}")
+            uvicorn.run(
+                create_app(home),
+                host=host,
+                port=port,
+                ssl_certfile=str(tls_cert) if tls_cert else None,
+                ssl_keyfile=str(tls_key) if tls_key else None,
+                log_level="info",
+                access_log=True,
+            )

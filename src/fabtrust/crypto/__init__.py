@@ -1,0 +1,1 @@
+"""Thin, pure helpers over pyca/cryptography: keys, hashing, canonical JSON, HPKE."""

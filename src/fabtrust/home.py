@@ -1,0 +1,274 @@
+"""A data home: one party's database, key store and audit log, wired together.
+
+This is the composition root the faces (CLI, API) share: it reads ``home.json``, opens the store
+(applying migrations), and opens the key store only when a key is needed, so read-only work
+(checkpoints, proofs, exports) needs neither passphrase nor PIN.
+
+Layout::
+
+    <home>/home.json      format fabtrust.home/v1: origin, database, key store, log key (no secrets)
+    <home>/fabtrust.db    the SQLite database, unless a PostgreSQL URL is configured
+    <home>/keystore/      the soft key store, unless a PKCS#11 token is configured
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import secrets
+import socket
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from fabtrust.clock import Clock, rfc3339, system_clock
+from fabtrust.crypto.keys import KeyType, KeyUsage, load_public_key
+from fabtrust.errors import Conflict, FabtrustError, InvalidInput, NotAuthorised, NotFound
+from fabtrust.keystore.base import KeyStore
+from fabtrust.keystore.service import KeyEvent, KeyService
+from fabtrust.keystore.soft import SoftKeyStore
+from fabtrust.store.engine import Store, parse_db_url, redact, sqlite_url
+from fabtrust.tlog.audit import AuditLog, Outcome
+from fabtrust.tlog.checkpoint import NoteVerifier, verifier_key
+from fabtrust.tlog.log import MerkleLog
+
+HOME_FORMAT = "fabtrust.home/v1"
+AUDIT_KEY = "fabtrust.audit.key/v1"
+AUDIT_HOME = "fabtrust.audit.home/v1"
+LOG_KEY_PURPOSE = "audit-log checkpoints"
+
+SecretSource = Callable[[], str]
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("FABTRUST_HOME", "fabtrust-data"))
+
+
+def local_actor() -> str:
+    """Who acts when the CLI works directly on a data home: the holder of its key-store secret."""
+    return f"keystore-holder:{getpass.getuser()}@{socket.gethostname()}"
+
+
+@dataclass(frozen=True)
+class HomeConfig:
+    origin: str
+    database: str | None  # None: SQLite file in the home. Never holds a password.
+    keystore: str  # "soft" or a pkcs11: URI naming the token (never a PIN)
+    log_key: str  # URI of the Ed25519 key that signs checkpoints
+    log_public_key: str  # hex of the raw Ed25519 public key
+    created: str
+
+    def to_json(self) -> bytes:
+        return json.dumps({"format": HOME_FORMAT, **asdict(self)}, indent=2).encode() + b"\n"
+
+    @classmethod
+    def from_json(cls, raw: bytes, where: Path) -> HomeConfig:
+        try:
+            doc = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise InvalidInput(f"{where} is corrupt (not valid JSON)") from None
+        if not isinstance(doc, dict) or doc.pop("format", None) != HOME_FORMAT:
+            raise InvalidInput(f"{where} is not a {HOME_FORMAT} document")
+        try:
+            config = cls(**doc)
+        except TypeError:
+            raise InvalidInput(f"{where} has missing or unknown fields") from None
+        if not all(isinstance(v, str) for k, v in asdict(config).items() if k != "database"):
+            raise InvalidInput(f"{where} has fields of the wrong type")
+        return config
+
+
+class KeyStoreNoteSigner:
+    """Signs checkpoints with the log key in a key store (C2SP signed-note, Ed25519)."""
+
+    def __init__(self, name: str, public_key_raw: bytes, uri: str, keystore: Callable[[], KeyStore]) -> None:
+        self.name = name
+        self.public_key_raw = public_key_raw
+        self._uri = uri
+        self._keystore = keystore
+
+    def sign(self, message: bytes) -> bytes:
+        return self._keystore().sign(self._uri, message)
+
+
+def _open_keystore(home: Path, spec: str, passphrase: SecretSource, pin: SecretSource, *, create: bool) -> KeyStore:
+    if spec == "soft":
+        root = home / "keystore"
+        if create:
+            return SoftKeyStore.create(root, passphrase())
+        return SoftKeyStore.open(root, passphrase())
+    if spec.startswith("pkcs11:"):
+        from fabtrust.keystore.pkcs11 import Pkcs11KeyStore
+
+        return Pkcs11KeyStore.open(spec, pin=pin(), module_path=None)
+    raise InvalidInput(f"unknown key store {spec!r} (use 'soft' or a pkcs11: URI)")
+
+
+def env_secret(variable: str, prompt: str) -> SecretSource:
+    """A secret from the environment, else a prompt on a terminal, else a clear refusal."""
+
+    def source() -> str:
+        value = os.environ.get(variable)
+        if value:
+            return value
+        if os.isatty(0):
+            return getpass.getpass(prompt)
+        raise NotAuthorised(f"no secret given: set {variable}")
+
+    return source
+
+
+class Home:
+    """An opened data home."""
+
+    def __init__(
+        self,
+        path: Path,
+        config: HomeConfig,
+        store: Store,
+        *,
+        passphrase: SecretSource,
+        pin: SecretSource,
+        actor: str,
+        clock: Clock = system_clock,
+        keystore: KeyStore | None = None,
+    ) -> None:
+        self.path = path
+        self.config = config
+        self.store = store
+        self.actor = actor
+        self.clock = clock
+        self._passphrase = passphrase
+        self._pin = pin
+        self._keystore = keystore
+        public_raw = bytes.fromhex(config.log_public_key)
+        self.log_signer = KeyStoreNoteSigner(config.origin, public_raw, config.log_key, self.keystore)
+        self.log = MerkleLog(store, config.origin, self.log_signer, clock=clock)
+        self.audit = AuditLog(self.log, clock=clock)
+        self._keys: KeyService | None = None
+
+    # -- opening ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def _db_url(path: Path, database: str | None) -> str:
+        return database or sqlite_url(path / "fabtrust.db")
+
+    @classmethod
+    def init(
+        cls,
+        path: Path,
+        *,
+        database: str | None = None,
+        keystore: str = "soft",
+        origin: str | None = None,
+        passphrase: SecretSource,
+        pin: SecretSource,
+        actor: str | None = None,
+        clock: Clock = system_clock,
+    ) -> Home:
+        """Create a data home; Conflict (and nothing changed) if one is there."""
+        actor = actor or local_actor()
+        if (path / "home.json").exists():
+            raise Conflict(f"a data home already exists at {path}; nothing changed")
+        if (path / "keystore").exists() or (path / "fabtrust.db").exists():
+            raise Conflict(f"{path} holds an incomplete data home (an earlier init failed); remove it and retry")
+        if database is not None:
+            database = redact(parse_db_url(database))
+        home_id = secrets.token_hex(8)
+        origin = origin or f"fabtrust.local/audit/{home_id}"
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        ks = _open_keystore(path, keystore, passphrase, pin, create=True)
+        try:
+            store = Store.open(cls._db_url(path, database), migrate=True)
+            label = f"audit-log-{home_id}"
+            log_key = ks.generate(label, KeyType.ED25519, KeyUsage.SIGN)
+            public_raw = load_public_key(log_key.public_key_der).public_bytes_raw()
+            signer = KeyStoreNoteSigner(origin, public_raw, log_key.uri, lambda: ks)
+            MerkleLog.create(store, origin, signer, clock=clock)
+            config = HomeConfig(origin, database, keystore, log_key.uri, public_raw.hex(), rfc3339(clock()))
+            home = cls(path, config, store, passphrase=passphrase, pin=pin, actor=actor, clock=clock, keystore=ks)
+            audit = home.audit
+            audit.append(
+                [
+                    audit.entry(AUDIT_HOME, actor, "home.init", origin, details={"keystore": keystore.split(";")[0],
+                                                                                "database": store.dialect}),
+                    audit.entry(AUDIT_KEY, actor, "key.generate", log_key.uri,
+                                details={"key_id": log_key.key_id, "type": log_key.key_type.value,
+                                         "purpose": LOG_KEY_PURPOSE}),
+                ]
+            )
+        except BaseException:
+            ks.close()
+            raise
+        tmp = path / "home.json.tmp"
+        tmp.write_bytes(config.to_json())
+        os.replace(tmp, path / "home.json")
+        return home
+
+    @classmethod
+    def open(
+        cls,
+        path: Path,
+        *,
+        passphrase: SecretSource,
+        pin: SecretSource,
+        database: str | None = None,
+        actor: str | None = None,
+        clock: Clock = system_clock,
+    ) -> Home:
+        try:
+            raw = (path / "home.json").read_bytes()
+        except FileNotFoundError:
+            raise NotFound(f"no data home at {path}; run `fabtrust init` first") from None
+        config = HomeConfig.from_json(raw, path / "home.json")
+        store = Store.open(cls._db_url(path, database or config.database), migrate=True)
+        try:
+            return cls(path, config, store, passphrase=passphrase, pin=pin, actor=actor or local_actor(), clock=clock)
+        except BaseException:
+            store.close()
+            raise
+
+    # -- services --------------------------------------------------------------------------------
+
+    def keystore(self) -> KeyStore:
+        """The key store, opened on first use (asks for the passphrase or PIN then)."""
+        if self._keystore is None:
+            self._keystore = _open_keystore(self.path, self.config.keystore, self._passphrase, self._pin, create=False)
+        return self._keystore
+
+    @property
+    def keys(self) -> KeyService:
+        if self._keys is None:
+            self._keys = KeyService(self.keystore(), self._record_key_event)
+        return self._keys
+
+    def _record_key_event(self, event: KeyEvent) -> None:
+        details: dict[str, Any] = {"purpose": event.purpose}
+        if event.key_id:
+            details["key_id"] = event.key_id
+        if event.reason:
+            details["reason"] = event.reason
+        self.audit.record(AUDIT_KEY, self.actor, event.operation, event.uri, Outcome(event.outcome), details)
+
+    def log_verifier(self) -> NoteVerifier:
+        return NoteVerifier.parse(self.log_vkey())
+
+    def log_vkey(self) -> str:
+        return verifier_key(self.config.origin, bytes.fromhex(self.config.log_public_key))
+
+    def record_refusal(self, action: str, subject: str, error: FabtrustError) -> None:
+        """Log a refused act (best effort: a refusal to open the key store cannot be signed)."""
+        self.audit.record(AUDIT_HOME, self.actor, action, subject, Outcome.REFUSED, {"reason": error.code})
+
+    def close(self) -> None:
+        if self._keystore is not None:
+            self._keystore.close()
+        self.store.close()
+
+    def __enter__(self) -> Home:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

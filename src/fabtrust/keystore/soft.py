@@ -1,0 +1,336 @@
+"""Software key store: private keys sealed at rest under a passphrase.
+
+Layout of a key-store directory (format ``fabtrust.soft-keystore/v1``)::
+
+    keystore.json        header: KDF parameters and salt, and a check block
+    keys/<label>.json    one file per key (format ``fabtrust.soft-key/v1``)
+
+The key-encryption key is ``scrypt(passphrase, salt, n, r, p)`` (RFC 7914), 32 bytes, used with
+AES-256-GCM. The header's check block is an AES-GCM encryption of a fixed string under that key,
+so a wrong passphrase is reported as such before any key is touched. Each key file holds the PKCS#8
+private key encrypted under the same key with a fresh 96-bit nonce; its associated data is the
+canonical JSON of the file's public fields plus the store's salt, so a label, type, usage or public
+key swapped between files, or a file moved from another store, fails to open. No private key is
+ever written unencrypted; files are written atomically with mode 0600.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, x25519
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+from fabtrust.clock import Clock, rfc3339, system_clock
+from fabtrust.crypto import hpke
+from fabtrust.crypto.canonical import canonical_json
+from fabtrust.crypto.keys import (
+    KeyType,
+    KeyUsage,
+    PrivateKey,
+    check_usage,
+    generate_private_key,
+    load_public_key,
+    sign_with,
+    spki_der,
+)
+from fabtrust.errors import Conflict, InvalidInput, NotAuthorised, NotFound, VerificationFailed
+from fabtrust.keystore.base import KeyInfo, check_label
+
+STORE_FORMAT = "fabtrust.soft-keystore/v1"
+KEY_FORMAT = "fabtrust.soft-key/v1"
+SCHEME = "soft"
+_CHECK_PLAINTEXT = b"fabtrust soft key store: passphrase check"
+_MAX_FILE = 64 * 1024
+# scrypt cost: n=2**15, r=8 (32 MiB, ~0.1 s). A header may ask for more, within bounds, never less.
+DEFAULT_SCRYPT_N = 2**15
+_SCRYPT_N_RANGE = (2**14, 2**20)
+
+
+def soft_uri(label: str) -> str:
+    return f"{SCHEME}:{label}"
+
+
+def _label_from_uri(uri: str) -> str:
+    scheme, sep, label = uri.partition(":")
+    if scheme != SCHEME or not sep:
+        raise InvalidInput(f"not a soft key-store URI: {uri!r} (expected soft:<label>)")
+    return check_label(label)
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _unb64(value: object, what: str) -> bytes:
+    if not isinstance(value, str):
+        raise InvalidInput(f"{what} is missing or not a string")
+    try:
+        return base64.b64decode(value, validate=True)
+    except binascii.Error:
+        raise InvalidInput(f"{what} is not valid base64") from None
+
+
+def _read_json(path: Path, what: str) -> dict[str, Any]:
+    try:
+        size = path.stat().st_size
+        if size > _MAX_FILE:
+            raise InvalidInput(f"{what} is too large ({size} bytes)")
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise NotFound(f"{what} not found") from None
+    try:
+        value = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise InvalidInput(f"{what} is corrupt or truncated (not valid JSON)") from None
+    if not isinstance(value, dict):
+        raise InvalidInput(f"{what} is corrupt (not a JSON object)")
+    return value
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+@dataclass(frozen=True)
+class _Header:
+    salt: bytes
+    n: int
+    r: int
+    p: int
+    check_nonce: bytes
+    check_ciphertext: bytes
+
+    def kdf_fields(self) -> dict[str, Any]:
+        return {"alg": "scrypt", "salt": _b64(self.salt), "n": self.n, "r": self.r, "p": self.p}
+
+    def aad(self) -> bytes:
+        return canonical_json({"format": STORE_FORMAT, "kdf": self.kdf_fields()})
+
+    def to_json(self) -> bytes:
+        doc = {
+            "format": STORE_FORMAT,
+            "kdf": self.kdf_fields(),
+            "check": {"nonce": _b64(self.check_nonce), "ciphertext": _b64(self.check_ciphertext)},
+        }
+        return json.dumps(doc, indent=2).encode() + b"\n"
+
+    @classmethod
+    def parse(cls, doc: dict[str, Any]) -> _Header:
+        what = "key store header"
+        if doc.get("format") != STORE_FORMAT:
+            raise InvalidInput(f"{what} has unknown format {doc.get('format')!r} (expected {STORE_FORMAT})")
+        kdf, check = doc.get("kdf"), doc.get("check")
+        if not isinstance(kdf, dict) or not isinstance(check, dict) or kdf.get("alg") != "scrypt":
+            raise InvalidInput(f"{what} is corrupt (kdf/check)")
+        n, r, p = kdf.get("n"), kdf.get("r"), kdf.get("p")
+        if not (isinstance(n, int) and isinstance(r, int) and isinstance(p, int)):
+            raise InvalidInput(f"{what} is corrupt (scrypt parameters)")
+        if not (_SCRYPT_N_RANGE[0] <= n <= _SCRYPT_N_RANGE[1] and n & (n - 1) == 0 and 1 <= r <= 32 and p == 1):
+            raise InvalidInput(f"{what} has scrypt parameters outside the accepted range")
+        salt = _unb64(kdf.get("salt"), f"{what} salt")
+        if len(salt) < 16:
+            raise InvalidInput(f"{what} salt is too short")
+        return cls(
+            salt, n, r, p, _unb64(check.get("nonce"), f"{what} check"), _unb64(check.get("ciphertext"), f"{what} check")
+        )
+
+
+def _derive(passphrase: str, salt: bytes, n: int, r: int, p: int) -> bytes:
+    if not passphrase:
+        raise NotAuthorised("key-store passphrase is empty")
+    return Scrypt(salt=salt, length=32, n=n, r=r, p=p).derive(passphrase.encode("utf-8"))
+
+
+class SoftKeyStore:
+    """Key store backed by a directory of encrypted files (see module docstring)."""
+
+    scheme = SCHEME
+
+    def __init__(self, root: Path, kek: bytes, header: _Header, clock: Clock = system_clock) -> None:
+        self._root = root
+        self._aead: AESGCM | None = AESGCM(kek)
+        self._header = header
+        self._clock = clock
+        self._cache: dict[str, tuple[KeyInfo, PrivateKey]] = {}
+
+    # -- opening -------------------------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls, root: Path, passphrase: str, *, scrypt_n: int = DEFAULT_SCRYPT_N, clock: Clock = system_clock
+    ) -> SoftKeyStore:
+        """Create a new, empty key store in ``root`` (Conflict if one is there)."""
+        header_path = root / "keystore.json"
+        if header_path.exists():
+            raise Conflict(f"a key store already exists at {root}")
+        salt = secrets.token_bytes(16)
+        kek = _derive(passphrase, salt, scrypt_n, 8, 1)
+        nonce = secrets.token_bytes(12)
+        header = _Header(salt, scrypt_n, 8, 1, nonce, b"")
+        header = _Header(salt, scrypt_n, 8, 1, nonce, AESGCM(kek).encrypt(nonce, _CHECK_PLAINTEXT, header.aad()))
+        (root / "keys").mkdir(parents=True, exist_ok=True, mode=0o700)
+        root.chmod(0o700)
+        _write_atomic(header_path, header.to_json())
+        return cls(root, kek, header, clock)
+
+    @classmethod
+    def open(cls, root: Path, passphrase: str, *, clock: Clock = system_clock) -> SoftKeyStore:
+        """Open an existing key store; a wrong passphrase is NotAuthorised, a damaged header InvalidInput."""
+        header = _Header.parse(_read_json(root / "keystore.json", f"key store header in {root}"))
+        kek = _derive(passphrase, header.salt, header.n, header.r, header.p)
+        try:
+            check = AESGCM(kek).decrypt(header.check_nonce, header.check_ciphertext, header.aad())
+        except InvalidTag:
+            raise NotAuthorised("wrong key-store passphrase (or the key store header was tampered with)") from None
+        if check != _CHECK_PLAINTEXT:
+            raise VerificationFailed("key store header check block is invalid")
+        return cls(root, kek, header, clock)
+
+    @staticmethod
+    def exists(root: Path) -> bool:
+        return (root / "keystore.json").is_file()
+
+    # -- KeyStore protocol -----------------------------------------------------------------------
+
+    def _path(self, label: str) -> Path:
+        return self._root / "keys" / f"{check_label(label)}.json"
+
+    def _aead_or_closed(self) -> AESGCM:
+        if self._aead is None:
+            raise InvalidInput("key store is closed")
+        return self._aead
+
+    def _key_aad(self, public: dict[str, Any]) -> bytes:
+        return canonical_json({"key": public, "store_salt": _b64(self._header.salt)})
+
+    def generate(self, label: str, key_type: KeyType, usage: KeyUsage) -> KeyInfo:
+        check_usage(key_type, usage)
+        path = self._path(label)
+        if path.exists():
+            raise Conflict(f"a key labelled {label!r} already exists")
+        private_key = generate_private_key(key_type)
+        info = KeyInfo(soft_uri(label), label, key_type, usage, spki_der(private_key.public_key()))
+        public = {
+            "format": KEY_FORMAT,
+            "label": label,
+            "type": key_type.value,
+            "usage": usage.value,
+            "public_key": _b64(info.public_key_der),
+            "created": rfc3339(self._clock()),
+        }
+        pkcs8 = private_key.private_bytes(
+            serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        nonce = secrets.token_bytes(12)
+        sealed = self._aead_or_closed().encrypt(nonce, pkcs8, self._key_aad(public))
+        doc = {**public, "nonce": _b64(nonce), "ciphertext": _b64(sealed)}
+        _write_atomic(path, json.dumps(doc, indent=2).encode() + b"\n")
+        self._cache[label] = (info, private_key)
+        return info
+
+    def _load(self, label: str) -> tuple[KeyInfo, PrivateKey]:
+        cached = self._cache.get(label)
+        if cached is not None:
+            return cached
+        what = f"key file for {label!r}"
+        doc = _read_json(self._path(label), what)
+        public = {k: doc.get(k) for k in ("format", "label", "type", "usage", "public_key", "created")}
+        if public["format"] != KEY_FORMAT:
+            raise InvalidInput(f"{what} has unknown format {public['format']!r} (expected {KEY_FORMAT})")
+        if public["label"] != label:
+            raise VerificationFailed(f"{what} names another key (moved or tampered with)")
+        key_type = KeyType.parse(str(public["type"]))
+        try:
+            usage = KeyUsage(str(public["usage"]))
+        except ValueError:
+            raise InvalidInput(f"{what} has unknown usage") from None
+        public_der = _unb64(public["public_key"], f"{what} public key")
+        nonce, sealed = _unb64(doc.get("nonce"), f"{what} nonce"), _unb64(doc.get("ciphertext"), f"{what} ciphertext")
+        try:
+            pkcs8 = self._aead_or_closed().decrypt(nonce, sealed, self._key_aad(public))
+        except (InvalidTag, ValueError):
+            raise VerificationFailed(f"{what} is corrupt or was tampered with") from None
+        loaded = serialization.load_der_private_key(pkcs8, password=None)
+        if spki_der(loaded.public_key()) != public_der:  # type: ignore[arg-type]
+            raise VerificationFailed(f"{what}: private key does not match its public key")
+        info = KeyInfo(soft_uri(label), label, key_type, usage, public_der)
+        entry = (info, loaded)
+        self._cache[label] = entry  # type: ignore[assignment]
+        return entry  # type: ignore[return-value]
+
+    def get(self, uri: str) -> KeyInfo:
+        return self._load(_label_from_uri(uri))[0]
+
+    def list(self) -> list[KeyInfo]:
+        labels = sorted(p.stem for p in (self._root / "keys").glob("*.json") if not p.name.startswith("."))
+        return [self._load(label)[0] for label in labels]
+
+    def _private(self, uri: str, usage: KeyUsage) -> tuple[KeyInfo, PrivateKey]:
+        info, key = self._load(_label_from_uri(uri))
+        if info.usage is not usage:
+            raise InvalidInput(f"key {info.label!r} is a {info.usage.value} key and cannot {usage.value}")
+        return info, key
+
+    def sign(self, uri: str, message: bytes) -> bytes:
+        info, key = self._private(uri, KeyUsage.SIGN)
+        return sign_with(key, info.key_type, message)
+
+    def exchange(self, uri: str, peer_public_key_der: bytes) -> bytes:
+        info, key = self._private(uri, KeyUsage.AGREE)
+        peer = load_public_key(peer_public_key_der)
+        if isinstance(key, ec.EllipticCurvePrivateKey) and isinstance(peer, ec.EllipticCurvePublicKey):
+            if peer.curve.name != key.curve.name:
+                raise InvalidInput("peer key is on another curve")
+            return key.exchange(ec.ECDH(), peer)
+        if isinstance(key, x25519.X25519PrivateKey) and isinstance(peer, x25519.X25519PublicKey):
+            return key.exchange(peer)
+        raise InvalidInput("peer key type does not match the key")
+
+    def hpke_open(self, uri: str, sealed: bytes, info: bytes) -> bytes:
+        key_info, key = self._private(uri, KeyUsage.AGREE)
+        return hpke.open_with_private_key(key, key_info.key_type, sealed, info)
+
+    def destroy(self, uri: str) -> None:
+        label = _label_from_uri(uri)
+        path = self._path(label)
+        if not path.exists():
+            raise NotFound(f"no key labelled {label!r}")
+        path.unlink()
+        self._cache.pop(label, None)
+
+    def close(self) -> None:
+        self._cache.clear()
+        self._aead = None
+
+    def __enter__(self) -> SoftKeyStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+PassphraseSource = Callable[[], str]

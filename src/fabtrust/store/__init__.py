@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy 2 engine and tables, Alembic migrations. SQLite by default, PostgreSQL shared."""

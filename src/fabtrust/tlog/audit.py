@@ -1,0 +1,129 @@
+"""Typed audit entries and the audit log that records them.
+
+An entry is canonical JSON (RFC 8785) with exactly these members::
+
+    {"type": "fabtrust.audit.<family>/v<n>", "actor": ..., "action": ..., "subject": ...,
+     "time": "<RFC 3339 UTC>", "outcome": "ok" | "refused" | "failed", "details": {...}}
+
+``details`` never holds secrets: key ids and purposes, not keys; token ids, not tokens.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from fabtrust.clock import Clock, rfc3339, system_clock
+from fabtrust.crypto.canonical import canonical_json, parse_canonical
+from fabtrust.errors import InvalidInput
+from fabtrust.tlog.log import MerkleLog, SignedCheckpoint
+
+TYPE_RE = re.compile(r"^fabtrust\.audit\.[a-z][a-z0-9-]{0,40}/v[1-9][0-9]{0,3}$")
+_FIELDS = frozenset({"type", "actor", "action", "subject", "time", "outcome", "details"})
+_MAX_TEXT = 512
+
+
+class Outcome(StrEnum):
+    OK = "ok"
+    REFUSED = "refused"
+    FAILED = "failed"
+
+
+def _text(name: str, value: object) -> str:
+    if not isinstance(value, str) or not value or len(value) > _MAX_TEXT or "\n" in value:
+        raise InvalidInput(f"audit entry {name} must be a non-empty single-line string of at most {_MAX_TEXT} chars")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    type: str
+    actor: str
+    action: str
+    subject: str
+    time: datetime
+    outcome: Outcome
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not TYPE_RE.fullmatch(self.type):
+            raise InvalidInput(f"audit entry type {self.type!r} is not of the form fabtrust.audit.<family>/v<n>")
+        for name in ("actor", "action", "subject"):
+            _text(name, getattr(self, name))
+        if self.time.tzinfo is None:
+            raise InvalidInput("audit entry time must carry a time zone")
+        if not isinstance(self.details, Mapping):
+            raise InvalidInput("audit entry details must be an object")
+
+    def to_json(self) -> bytes:
+        return canonical_json(
+            {
+                "type": self.type,
+                "actor": self.actor,
+                "action": self.action,
+                "subject": self.subject,
+                "time": rfc3339(self.time),
+                "outcome": self.outcome.value,
+                "details": dict(self.details),
+            }
+        )
+
+    @classmethod
+    def parse(cls, data: bytes) -> AuditEntry:
+        """Parse a logged entry; it must be canonical and have exactly the entry members."""
+        doc = parse_canonical(data)
+        if not isinstance(doc, dict) or set(doc) != _FIELDS:
+            raise InvalidInput("audit entry must be an object with exactly: " + ", ".join(sorted(_FIELDS)))
+        try:
+            time = datetime.fromisoformat(_text("time", doc["time"]))
+            outcome = Outcome(doc["outcome"])
+        except ValueError:
+            raise InvalidInput("audit entry time or outcome is invalid") from None
+        if time.tzinfo is None or time.utcoffset() != UTC.utcoffset(None) or not doc["time"].endswith("Z"):
+            raise InvalidInput("audit entry time must be UTC with a Z suffix")
+        if not isinstance(doc["details"], dict):
+            raise InvalidInput("audit entry details must be an object")
+        entry = cls(doc["type"], doc["actor"], doc["action"], doc["subject"], time, outcome, doc["details"])
+        if entry.to_json() != data:
+            raise InvalidInput("audit entry does not re-encode to the same bytes")
+        return entry
+
+
+class AuditLog:
+    """The tamper-evident audit log of one data home."""
+
+    def __init__(self, log: MerkleLog, *, clock: Clock = system_clock) -> None:
+        self.log = log
+        self._clock = clock
+
+    def entry(
+        self,
+        type: str,
+        actor: str,
+        action: str,
+        subject: str,
+        outcome: Outcome = Outcome.OK,
+        details: Mapping[str, Any] | None = None,
+    ) -> AuditEntry:
+        return AuditEntry(type, actor, action, subject, self._clock(), outcome, details or {})
+
+    def append(self, entries: Sequence[AuditEntry]) -> SignedCheckpoint:
+        """Integrate entries durably as one batch under one signed checkpoint."""
+        return self.log.append([e.to_json() for e in entries])
+
+    def record(
+        self,
+        type: str,
+        actor: str,
+        action: str,
+        subject: str,
+        outcome: Outcome = Outcome.OK,
+        details: Mapping[str, Any] | None = None,
+    ) -> int:
+        """Record one entry durably; returns its index."""
+        cp = self.append([self.entry(type, actor, action, subject, outcome, details)])
+        return cp.size - 1
