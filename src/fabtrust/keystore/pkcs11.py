@@ -29,6 +29,7 @@ compared with an HMAC under a random per-process key, and the PIN itself is neve
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import hmac
 import os
@@ -51,7 +52,15 @@ from pkcs11.types import DeriveMixin, Object, Session, SignMixin, Token
 from pkcs11.util.ec import encode_ecdsa_signature
 
 from fabtrust.crypto import hpke
-from fabtrust.crypto.keys import KeyType, KeyUsage, PublicKey, check_usage, ecdsa_digest, load_public_key, spki_der
+from fabtrust.crypto.keys import (
+    KeyType,
+    KeyUsage,
+    PublicKey,
+    check_usage,
+    ecdsa_digest,
+    load_public_key,
+    spki_der,
+)
 from fabtrust.errors import Conflict, FabtrustError, InvalidInput, NotAuthorised, NotFound, Unavailable
 from fabtrust.keystore.base import LABEL_RE, KeyInfo, check_label
 from fabtrust.keystore.uri import Pkcs11Uri, key_uri, parse_pkcs11_uri
@@ -258,6 +267,7 @@ class Pkcs11KeyStore:
     def __init__(self, module_path: str, token_label: str, pin: str) -> None:
         if not os.path.isfile(module_path):
             raise Unavailable(f"PKCS#11 module {module_path} not found")
+        self._module_name = module_path  # as given, for messages
         # One library instance and one lock per file, however the path is spelt.
         self._module_path = os.path.realpath(module_path)
         self._lock = _library_lock(self._module_path)
@@ -324,7 +334,9 @@ class Pkcs11KeyStore:
         check_label(label)
         if key_type not in _BACKEND_TYPES:
             offered = ", ".join(sorted(kt.value for kt in self.supported_key_types))
-            raise InvalidInput(f"the PKCS#11 key store cannot hold {key_type.value} keys (it offers: {offered})")
+            raise InvalidInput(
+                f"the PKCS#11 key store cannot hold {key_type.value} keys (it offers: {offered})"
+            )
         check_usage(key_type, usage)
         if not _NEEDS[(key_type, usage)] <= self._mechanisms:
             raise InvalidInput(f"this PKCS#11 token cannot {usage.value} with {key_type.value} keys")
@@ -436,7 +448,9 @@ class Pkcs11KeyStore:
             curve = _CURVES[private.key_type]
             if not isinstance(peer, ec.EllipticCurvePublicKey) or peer.curve.name != curve.name:
                 raise InvalidInput(f"peer key is not a {private.key_type.value} public key")
-            point = peer.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+            point = peer.public_bytes(
+                serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+            )
             field_bytes = (curve.key_size + 7) // 8
             deriver = cast(DeriveMixin, private.obj)
             with _library_call("key agreement"):
@@ -473,7 +487,11 @@ class Pkcs11KeyStore:
             self._check_open()
             private = self._private_key(label, key_id)
             publics = self._find(
-                {Attribute.CLASS: ObjectClass.PUBLIC_KEY, Attribute.LABEL: label, Attribute.ID: private.key_id}
+                {
+                    Attribute.CLASS: ObjectClass.PUBLIC_KEY,
+                    Attribute.LABEL: label,
+                    Attribute.ID: private.key_id,
+                }
             )
             with _library_call("key deletion"):
                 # The secret half first: if anything fails after it, no usable key remains.
@@ -512,11 +530,11 @@ class Pkcs11KeyStore:
         try:
             library = pkcs11.lib(self._module_path)
         except p11.PKCS11Error as exc:
-            raise Unavailable(f"PKCS#11 module {self._module_path} cannot be loaded") from exc
+            raise Unavailable(f"PKCS#11 module {self._module_name} cannot be loaded") from exc
         try:
             return library.get_token(token_label=token_label)
         except p11.NoSuchToken as exc:
-            raise Unavailable(f"no PKCS#11 token labelled {token_label!r} in {self._module_path}") from exc
+            raise Unavailable(f"no PKCS#11 token labelled {token_label!r} in {self._module_name}") from exc
         except p11.MultipleTokensReturned as exc:
             raise Unavailable(f"more than one PKCS#11 token is labelled {token_label!r}") from exc
         except p11.PKCS11Error as exc:
@@ -576,7 +594,7 @@ class Pkcs11KeyStore:
             raise InvalidInput("key URI must name the key (object=...)")
         return check_label(parsed.object), parsed.id
 
-    def _find(self, attrs: dict[Attribute, Any]) -> list[Object]:
+    def _find(self, attrs: dict[Attribute, Any]) -> builtins.list[Object]:  # `list` is a method here
         with _library_call("object search"):
             # Drain the generator: an unfinished search would leave C_FindObjects active.
             return list(self._session.get_objects(attrs))
@@ -607,7 +625,11 @@ class Pkcs11KeyStore:
 
     def _public_key(self, private: _PrivateKey) -> Object:
         found = self._find(
-            {Attribute.CLASS: ObjectClass.PUBLIC_KEY, Attribute.LABEL: private.label, Attribute.ID: private.key_id}
+            {
+                Attribute.CLASS: ObjectClass.PUBLIC_KEY,
+                Attribute.LABEL: private.label,
+                Attribute.ID: private.key_id,
+            }
         )
         if len(found) != 1:
             raise Unavailable(f"key {private.label!r} has no unique public half on the token")
@@ -615,9 +637,10 @@ class Pkcs11KeyStore:
 
     def _info(self, private: _PrivateKey, public: Object) -> KeyInfo:
         with _library_call("attribute read"):
+            p11_type = public[Attribute.KEY_TYPE]
             ec_params = cast(bytes, public[Attribute.EC_PARAMS])
             ec_point = cast(bytes, public[Attribute.EC_POINT])
-        if _key_type_of(private.label, public[Attribute.KEY_TYPE], ec_params) is not private.key_type:
+        if _key_type_of(private.label, p11_type, ec_params) is not private.key_type:
             raise Unavailable(f"the two halves of key {private.label!r} do not match")
         return KeyInfo(
             uri=key_uri(self._token_label, private.label),

@@ -1,9 +1,10 @@
 """All tables, in one metadata. Alembic migrations under ``migrations/versions`` create them.
 
 Log tables follow the transparency-log vocabulary (RFC 9162, C2SP tlog-tiles): a log has a head
-(size and the right-edge frontier of its Merkle tree), entries (leaf data by index), tiles
-(hashes of complete subtrees, 256 per tile, one tile level per 8 tree levels) and the signed
-checkpoint written for every integrated batch.
+(size and the right-edge frontier of its Merkle tree), entry bundles (256 entries a row, each
+prefixed by its length as a big-endian uint16, as C2SP tlog-tiles entry bundles), tiles (hashes of
+complete subtrees, 256 per tile, one tile level per 8 tree levels) and the signed checkpoint
+written for every integrated batch. The right-most bundle and tiles are partial and grow in place.
 """
 
 from __future__ import annotations
@@ -40,12 +41,12 @@ log_heads = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
-log_entries = Table(
-    "log_entries",
+log_bundles = Table(
+    "log_bundles",
     metadata,
     Column("log_id", Integer, ForeignKey("log_heads.log_id"), primary_key=True),
     Column("idx", BigInteger, primary_key=True, autoincrement=False),
-    Column("body", LargeBinary, nullable=False),
+    Column("entries", LargeBinary, nullable=False),
     sqlite_with_rowid=False,
 )
 

@@ -1,12 +1,14 @@
 """A persistent, append-only Merkle log (RFC 9162 hashing) with a signed checkpoint per batch.
 
-Storage (``fabtrust.store.tables``) follows C2SP tlog-tiles: tile level ``L`` holds, for every
+Storage (``fabtrust.store.tables``) follows C2SP tlog-tiles. Entries are kept in bundles of 256,
+each entry prefixed by its length. Tile level ``L`` holds, for every
 complete subtree of height ``8L``, its hash; 256 hashes a tile, the right-most tile of each level
 partial and rewritten as it grows (a tile's hashes only ever grow, so any older tree size reads a
 prefix of it). The head row keeps the log's size and the frontier of its tree (the roots of its
 maximal complete subtrees), so an append reads O(log n) bytes, hashes only the new leaves and
-their new parents, and writes a handful of rows beside the entries themselves. Any proof needs
-O(log n) node hashes, each read from one tile; complete nodes never change and are cached.
+their new parents, and writes one row per 256 entries plus a handful of tile rows. Any proof needs
+O(log n) node hashes from a few tiles; a tile is read once, expanded into its inner nodes
+and cached (about 16 KiB each; 4096 tiles by default).
 
 Appends are serialised by the database: the head row is locked (``FOR UPDATE`` on PostgreSQL;
 SQLite's write transaction is already exclusive), so several processes may append to one log.
@@ -16,24 +18,25 @@ and signed, or not at all.
 
 from __future__ import annotations
 
+import hmac
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Insert, select
+from sqlalchemy import Connection, Insert, Table, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from fabtrust.clock import Clock, system_clock
-from fabtrust.errors import Conflict, InvalidInput, NotFound
+from fabtrust.errors import Conflict, InvalidInput, NotFound, VerificationFailed
 from fabtrust.store.engine import Store
-from fabtrust.store.tables import log_checkpoints, log_entries, log_heads, log_tiles
+from fabtrust.store.tables import log_bundles, log_checkpoints, log_heads, log_tiles
 from fabtrust.tlog import merkle
 from fabtrust.tlog.checkpoint import Checkpoint, NoteSigner, sign_checkpoint
 
 TILE_HEIGHT = 8
 TILE_WIDTH = 1 << TILE_HEIGHT
-MAX_ENTRY_BYTES = 64 * 1024
+MAX_ENTRY_BYTES = 0xFFFF  # an entry bundle prefixes each entry with a uint16 length
 MAX_BATCH = 100_000
 MAX_ENTRIES_PER_READ = 1000
 _H = merkle.HASH_SIZE
@@ -74,11 +77,43 @@ class ConsistencyProof:
     new_root: bytes
 
     def verify(self) -> None:
+        if self.old_size == 0:
+            # RFC 9162 defines no proof from the empty tree: it is a prefix of every tree. Accept only
+            # the empty proof and the empty tree's root.
+            if self.hashes or not hmac.compare_digest(self.old_root, merkle.EMPTY_ROOT):
+                raise VerificationFailed("a proof from the empty tree must be empty and start at the empty root")
+            return
         merkle.verify_consistency(self.old_size, self.new_size, self.hashes, self.old_root, self.new_root)
+
+
+@dataclass(frozen=True, slots=True)
+class _Edge:
+    """The right edge as this process left it: partial bundle and partial tiles, valid for (size, frontier)."""
+
+    size: int
+    frontier: bytes
+    bundle: bytes | None
+    tiles: dict[int, bytes]
 
 
 def _split(blob: bytes) -> list[bytes]:
     return [blob[i : i + _H] for i in range(0, len(blob), _H)]
+
+
+def _decode_bundle(blob: bytes) -> list[bytes]:
+    """Entries of a bundle: each is a big-endian uint16 length, then that many bytes (C2SP tlog-tiles)."""
+    out: list[bytes] = []
+    pos, end = 0, len(blob)
+    while pos < end:
+        if pos + 2 > end:
+            raise Conflict("log entry bundle is truncated (store damaged)")
+        n = int.from_bytes(blob[pos : pos + 2], "big")
+        pos += 2
+        if n == 0 or pos + n > end:
+            raise Conflict("log entry bundle is truncated (store damaged)")
+        out.append(blob[pos : pos + n])
+        pos += n
+    return out
 
 
 class MerkleLog:
@@ -91,7 +126,7 @@ class MerkleLog:
         signer: NoteSigner | None,
         *,
         clock: Clock = system_clock,
-        node_cache_size: int = 200_000,
+        tile_cache_size: int = 4096,
     ) -> None:
         self._store = store
         self.origin = origin
@@ -102,8 +137,33 @@ class MerkleLog:
         if log_id is None:
             raise NotFound(f"no log with origin {origin!r} in this store")
         self._log_id: int = log_id
-        self._nodes: OrderedDict[tuple[int, int], bytes] = OrderedDict()
-        self._node_cache_size = node_cache_size
+        self._upsert_bundle = self._upsert(log_bundles, "entries")
+        self._upsert_tile = self._upsert(log_tiles, "hashes")
+        self._roots: OrderedDict[int, bytes] = OrderedDict()
+        # The right edge after this process's last append: (size, partial bundle, partial tiles by level).
+        # Used only when the locked head still has that size, i.e. nobody else appended since.
+        self._edge: _Edge | None = None
+        self._tiles: OrderedDict[tuple[int, int], list[list[bytes]]] = OrderedDict()
+        self._tile_cache_size = tile_cache_size
+        self._head_for_update = (
+            select(log_heads.c.size, log_heads.c.frontier)
+            .where(log_heads.c.log_id == bindparam("log_id"))
+            .with_for_update()
+        )
+        self._update_head = (
+            log_heads.update()
+            .where(log_heads.c.log_id == bindparam("b_log_id"))
+            .values(size=bindparam("b_size"), frontier=bindparam("b_frontier"))
+        )
+        self._insert_checkpoint = log_checkpoints.insert()
+        self._bundle_stmt = select(log_bundles.c.entries).where(
+            log_bundles.c.log_id == bindparam("log_id"), log_bundles.c.idx == bindparam("idx")
+        )
+        self._tile_stmt = select(log_tiles.c.hashes).where(
+            log_tiles.c.log_id == bindparam("log_id"),
+            log_tiles.c.level == bindparam("level"),
+            log_tiles.c.idx == bindparam("idx"),
+        )
 
     @staticmethod
     def create(store: Store, origin: str, signer: NoteSigner, *, clock: Clock = system_clock) -> MerkleLog:
@@ -126,12 +186,11 @@ class MerkleLog:
 
     # -- writing ---------------------------------------------------------------------------------
 
-    def _upsert(self, conn: Connection) -> Insert:
-        if self._store.dialect == "postgresql":
-            pg = postgresql.insert(log_tiles)
-            return pg.on_conflict_do_update(index_elements=["log_id", "level", "idx"], set_={"hashes": pg.excluded.hashes})
-        lite = sqlite.insert(log_tiles)
-        return lite.on_conflict_do_update(index_elements=["log_id", "level", "idx"], set_={"hashes": lite.excluded.hashes})
+    def _upsert(self, table: Table, column: str) -> Insert:
+        """INSERT ... ON CONFLICT DO UPDATE: right-edge tiles and bundles grow in place (built once)."""
+        keys = [c.name for c in table.primary_key.columns]
+        stmt = postgresql.insert(table) if self._store.dialect == "postgresql" else sqlite.insert(table)
+        return stmt.on_conflict_do_update(index_elements=keys, set_={column: stmt.excluded[column]})
 
     def append(self, entries: Sequence[bytes]) -> SignedCheckpoint:
         """Integrate ``entries`` durably, in order, and return the signed checkpoint covering them.
@@ -149,69 +208,97 @@ class MerkleLog:
                 raise InvalidInput(f"a log entry must be 1 to {MAX_ENTRY_BYTES} bytes")
         leaf_hash = merkle.leaf_hash
         leaf_hashes = [leaf_hash(body) for body in entries]
+        log_id = self._log_id
         with self._store.write() as conn:
-            head = conn.execute(
-                select(log_heads.c.size, log_heads.c.frontier).where(log_heads.c.log_id == self._log_id).with_for_update()
-            ).one()
+            head = conn.execute(self._head_for_update, {"log_id": log_id}).one()
             size: int = head.size
-            frontier, completed = merkle.frontier_extend(size, _split(head.frontier), leaf_hashes, TILE_HEIGHT)
+            old_frontier = bytes(head.frontier)
+            edge = self._edge
+            self._edge = None  # stale until this transaction commits
+            if edge is None or edge.size != size or edge.frontier != old_frontier:
+                edge = _Edge(size, old_frontier, None, {})
+            frontier, completed = merkle.frontier_extend(size, _split(old_frontier), leaf_hashes, TILE_HEIGHT)
             new_size = size + len(entries)
-            tiles = self._updated_tiles(conn, size, completed)
+            bundles, edge_bundle = self._updated_bundles(conn, size, entries, edge.bundle)
+            tiles, edge_tiles = self._updated_tiles(conn, size, completed, edge.tiles)
             cp = Checkpoint(self.origin, new_size, merkle.frontier_root(frontier))
             note = sign_checkpoint(cp, self._signer)
-            log_id = self._log_id
+            new_frontier = b"".join(frontier)
+            conn.execute(self._upsert_bundle, [{"log_id": log_id, "idx": i, "entries": b} for i, b in bundles.items()])
             conn.execute(
-                log_entries.insert(),
-                [{"log_id": log_id, "idx": size + i, "body": body} for i, body in enumerate(entries)],
+                self._upsert_tile,
+                [{"log_id": log_id, "level": lvl, "idx": i, "hashes": b} for (lvl, i), b in tiles.items()],
             )
+            conn.execute(self._update_head, {"b_log_id": log_id, "b_size": new_size, "b_frontier": new_frontier})
             conn.execute(
-                self._upsert(conn),
-                [{"log_id": log_id, "level": lvl, "idx": idx, "hashes": blob} for (lvl, idx), blob in tiles.items()],
+                self._insert_checkpoint,
+                {"log_id": log_id, "size": new_size, "root": cp.root, "note": note, "created_at": self._clock()},
             )
-            conn.execute(
-                log_heads.update()
-                .where(log_heads.c.log_id == log_id)
-                .values(size=new_size, frontier=b"".join(frontier))
-            )
-            conn.execute(
-                log_checkpoints.insert().values(
-                    log_id=log_id, size=new_size, root=cp.root, note=note, created_at=self._clock()
-                )
-            )
+        self._edge = _Edge(new_size, new_frontier, edge_bundle, edge_tiles)
         return SignedCheckpoint(cp, note)
 
+    def _updated_bundles(
+        self, conn: Connection, old_size: int, entries: Sequence[bytes], known_partial: bytes | None
+    ) -> tuple[dict[int, bytes], bytes]:
+        """New contents of every entry bundle the entries land in, and the new partial bundle."""
+        bundle_idx, offset = divmod(old_size, TILE_WIDTH)
+        prefix = b""
+        if offset:
+            prefix = known_partial if known_partial is not None else self._read_bundle(conn, bundle_idx)
+        encoded = [len(body).to_bytes(2, "big") + body for body in entries]
+        result: dict[int, bytes] = {}
+        take = TILE_WIDTH - offset
+        result[bundle_idx] = prefix + b"".join(encoded[:take])
+        for start in range(take, len(encoded), TILE_WIDTH):
+            bundle_idx += 1
+            result[bundle_idx] = b"".join(encoded[start : start + TILE_WIDTH])
+        partial = b"" if (old_size + len(entries)) % TILE_WIDTH == 0 else result[bundle_idx]
+        return result, partial
+
+    def _read_bundle(self, conn: Connection, bundle_idx: int) -> bytes:
+        blob = conn.execute(self._bundle_stmt, {"log_id": self._log_id, "idx": bundle_idx}).scalar()
+        if blob is None:
+            raise Conflict("log entry bundle missing (store damaged)")
+        return bytes(blob)
+
     def _updated_tiles(
-        self, conn: Connection, old_size: int, completed: Sequence[tuple[int, int, bytes]]
-    ) -> dict[tuple[int, int], bytes]:
-        """New contents of every tile the completed nodes land in (right-edge tiles extended)."""
+        self,
+        conn: Connection,
+        old_size: int,
+        completed: Sequence[tuple[int, int, bytes]],
+        known_partials: dict[int, bytes],
+    ) -> tuple[dict[tuple[int, int], bytes], dict[int, bytes]]:
+        """New contents of every tile the completed nodes land in, and the new partial tile per level.
+
+        ``known_partials`` maps tile levels to their current right-most partial tile (as left by
+        this process's previous append); levels not in it are read from the store.
+        """
         by_level: dict[int, list[bytes]] = {}
-        first_index: dict[int, int] = {}
-        for level, index, node in completed:
-            tile_level = level // TILE_HEIGHT
-            hashes = by_level.get(tile_level)
-            if hashes is None:
-                hashes = by_level[tile_level] = []
-                first_index[tile_level] = index
-            hashes.append(node)
+        for level, _index, node in completed:
+            by_level.setdefault(level // TILE_HEIGHT, []).append(node)
         result: dict[tuple[int, int], bytes] = {}
+        partials = dict(known_partials)
         for tile_level, hashes in by_level.items():
-            start = first_index[tile_level]  # == number of complete nodes at this level before the batch
-            assert start == old_size >> (TILE_HEIGHT * tile_level)
-            tile_idx, offset = divmod(start, TILE_WIDTH)
+            count = old_size >> (TILE_HEIGHT * tile_level)  # complete nodes at this level before the batch
+            tile_idx, offset = divmod(count, TILE_WIDTH)
             prefix = b""
             if offset:
-                prefix = conn.execute(
-                    select(log_tiles.c.hashes).where(
-                        log_tiles.c.log_id == self._log_id, log_tiles.c.level == tile_level, log_tiles.c.idx == tile_idx
-                    )
-                ).scalar_one()
+                prefix = partials.get(tile_level) or b""
                 if len(prefix) != offset * _H:
-                    raise Conflict("log tiles disagree with the log head (store damaged)")
+                    prefix = self._read_tile(conn, tile_level, tile_idx)
+                    if len(prefix) != offset * _H:
+                        raise Conflict("log tiles disagree with the log head (store damaged)")
             blob = prefix + b"".join(hashes)
-            for pos in range(0, len(blob), TILE_WIDTH * _H):
-                result[(tile_level, tile_idx)] = blob[pos : pos + TILE_WIDTH * _H]
+            step = TILE_WIDTH * _H
+            for pos in range(0, len(blob), step):
+                result[(tile_level, tile_idx)] = blob[pos : pos + step]
                 tile_idx += 1
-        return result
+            partials[tile_level] = b"" if len(blob) % step == 0 else result[(tile_level, tile_idx - 1)]
+        return result, partials
+
+    def _read_tile(self, conn: Connection, tile_level: int, tile_idx: int) -> bytes:
+        blob = conn.execute(self._tile_stmt, {"log_id": self._log_id, "level": tile_level, "idx": tile_idx}).scalar()
+        return bytes(blob or b"")
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -258,55 +345,77 @@ class MerkleLog:
             raise InvalidInput(f"entry range [{start}, {end}) is outside the log (size {size})")
         if end - start > MAX_ENTRIES_PER_READ:
             raise InvalidInput(f"at most {MAX_ENTRIES_PER_READ} entries per read")
+        first, last = start // TILE_WIDTH, (end - 1) // TILE_WIDTH
         with self._store.read() as conn:
             rows = conn.execute(
-                select(log_entries.c.body)
-                .where(log_entries.c.log_id == self._log_id, log_entries.c.idx >= start, log_entries.c.idx < end)
-                .order_by(log_entries.c.idx)
-            )
-            return [bytes(r[0]) for r in rows]
+                select(log_bundles.c.idx, log_bundles.c.entries)
+                .where(log_bundles.c.log_id == self._log_id, log_bundles.c.idx >= first, log_bundles.c.idx <= last)
+                .order_by(log_bundles.c.idx)
+            ).all()
+        if [r.idx for r in rows] != list(range(first, last + 1)):
+            raise Conflict("log entry bundles are missing (store damaged)")
+        result: list[bytes] = []
+        for row in rows:
+            result.extend(_decode_bundle(bytes(row.entries)))
+        skip = start - first * TILE_WIDTH
+        if len(result) < skip + (end - start):
+            raise Conflict("log entry bundles hold fewer entries than the log head says (store damaged)")
+        return result[skip : skip + (end - start)]
 
     def iter_entries(self, end: int, chunk: int = MAX_ENTRIES_PER_READ) -> Any:
         """All entries ``[0, end)`` in order (for exports)."""
         for start in range(0, end, chunk):
             yield from self.entries(start, min(end, start + chunk))
 
+    def _tile_levels(self, conn: Connection, tile_level: int, tile_idx: int, width: int) -> list[list[bytes]]:
+        """The tile's hashes and every complete node above them inside the tile, cached.
+
+        ``levels[r][j]`` is the node at tree level ``8 * tile_level + r`` and index
+        ``(tile_idx << (8 - r)) + j``. A cached tile serves any request within its width: a tile's
+        hashes only ever grow at the right, so a narrower copy is a prefix of the current one.
+        """
+        key = (tile_level, tile_idx)
+        cached = self._tiles.get(key)
+        if cached is not None and len(cached[0]) >= width:
+            self._tiles.move_to_end(key)
+            return cached
+        blob = conn.execute(self._tile_stmt, {"log_id": self._log_id, "level": tile_level, "idx": tile_idx}).scalar()
+        base = _split(blob or b"")
+        if len(base) < width:
+            raise Conflict("log tiles are missing hashes the log head says exist (store damaged)")
+        levels = [base]
+        node_hash = merkle.node_hash
+        row = base
+        while len(row) >= 2:
+            row = [node_hash(row[i], row[i + 1]) for i in range(0, len(row) - 1, 2)]
+            levels.append(row)
+        self._tiles[key] = levels
+        if len(self._tiles) > self._tile_cache_size:
+            self._tiles.popitem(last=False)
+        return levels
+
     def _node_reader(self, conn: Connection, size: int) -> Any:
-        cache, log_id, cache_max = self._nodes, self._log_id, self._node_cache_size
-        tiles: dict[tuple[int, int], list[bytes]] = {}
-
-        def tile(tile_level: int, tile_idx: int) -> list[bytes]:
-            key = (tile_level, tile_idx)
-            if key not in tiles:
-                blob = conn.execute(
-                    select(log_tiles.c.hashes).where(
-                        log_tiles.c.log_id == log_id, log_tiles.c.level == tile_level, log_tiles.c.idx == tile_idx
-                    )
-                ).scalar()
-                tiles[key] = _split(blob or b"")
-            return tiles[key]
-
         def node(level: int, index: int) -> bytes:
             if (index + 1) << level > size:
                 raise InvalidInput(f"node ({level}, {index}) is not complete in a tree of size {size}")
-            key = (level, index)
-            hit = cache.get(key)
-            if hit is not None:
-                return hit
             tile_level, sub = divmod(level, TILE_HEIGHT)
-            first = index << sub  # first hash at the tile's base level under this node
-            hashes = tile(tile_level, first // TILE_WIDTH)
-            offset = first % TILE_WIDTH
-            span = hashes[offset : offset + (1 << sub)]
-            if len(span) != 1 << sub:
-                raise Conflict("log tiles are missing hashes the log head says exist (store damaged)")
-            result = merkle.root_from_leaf_hashes(span)
-            cache[key] = result
-            if len(cache) > cache_max:
-                cache.popitem(last=False)
-            return result
+            tile_idx = (index << sub) >> TILE_HEIGHT
+            within = index - (tile_idx << (TILE_HEIGHT - sub))
+            levels = self._tile_levels(conn, tile_level, tile_idx, (within + 1) << sub)
+            return levels[sub][within]
 
         return node
+
+    def _root(self, size: int, node: Any) -> bytes:
+        """Root of the tree of ``size`` leaves; a root never changes, so it is cached."""
+        if size == 0:
+            return merkle.EMPTY_ROOT
+        root = self._roots.get(size)
+        if root is None:
+            root = self._roots[size] = merkle.subtree_root(0, size, node)
+            if len(self._roots) > 1024:
+                self._roots.popitem(last=False)
+        return root
 
     def _resolve_size(self, conn: Connection, size: int | None) -> int:
         current = int(conn.execute(select(log_heads.c.size).where(log_heads.c.log_id == self._log_id)).scalar_one())
@@ -319,9 +428,7 @@ class MerkleLog:
     def root_at(self, size: int) -> bytes:
         with self._store.read() as conn:
             size = self._resolve_size(conn, size)
-            if size == 0:
-                return merkle.EMPTY_ROOT
-            return merkle.subtree_root(0, size, self._node_reader(conn, size))
+            return self._root(size, self._node_reader(conn, size))
 
     def inclusion_proof(self, index: int, size: int | None = None) -> InclusionProof:
         """Proof that entry ``index`` is in the tree of ``size`` entries (default: the whole log)."""
@@ -331,8 +438,7 @@ class MerkleLog:
                 raise InvalidInput(f"entry index {index} is outside a tree of size {size}")
             node = self._node_reader(conn, size)
             hashes = merkle.inclusion_proof(index, size, node)
-            root = merkle.subtree_root(0, size, node)
-            return InclusionProof(index, size, node(0, index), tuple(hashes), root)
+            return InclusionProof(index, size, node(0, index), tuple(hashes), self._root(size, node))
 
     def consistency_proof(self, old_size: int, new_size: int | None = None) -> ConsistencyProof:
         """Proof that the tree of ``old_size`` is a prefix of the tree of ``new_size``."""
@@ -342,7 +448,5 @@ class MerkleLog:
                 raise InvalidInput(f"old size {old_size} must be between 0 and the new size {new_size}")
             node = self._node_reader(conn, new_size)
             hashes = merkle.consistency_proof(old_size, new_size, node) if 0 < old_size < new_size else []
-            old_root = merkle.subtree_root(0, old_size, node) if old_size else merkle.EMPTY_ROOT
-            new_root = merkle.subtree_root(0, new_size, node) if new_size else merkle.EMPTY_ROOT
-            return ConsistencyProof(old_size, new_size, tuple(hashes), old_root, new_root)
+            return ConsistencyProof(old_size, new_size, tuple(hashes), self._root(old_size, node), self._root(new_size, node))
 

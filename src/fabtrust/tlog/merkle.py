@@ -135,11 +135,9 @@ def frontier_extend(
     if not runs:
         return new_frontier, []
     # Level 0 is always recorded and, being the leaves, is in completion order already.
-    level, first, hashes = runs[0]
-    leaves = list(zip(repeat(level), range(first, first + len(hashes)), hashes))
-    higher = [
-        (level, first + offset, h) for level, first, hashes in runs[1:] for offset, h in enumerate(hashes)
-    ]
+    _, first_leaf, new_leaves = runs[0]
+    leaves = list(zip(repeat(0), range(first_leaf, first_leaf + len(new_leaves)), new_leaves))
+    higher = [(lv, first + offset, h) for lv, first, hashes in runs[1:] for offset, h in enumerate(hashes)]
     if not higher:
         return new_frontier, leaves
     # Node (L, i) completes with leaf ((i + 1) << L) - 1; ties go to the lower level.

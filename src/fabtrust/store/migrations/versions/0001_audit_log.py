@@ -1,4 +1,4 @@
-"""Audit log: heads, entries, tiles, checkpoints.
+"""Audit log: heads, entry bundles, tiles, checkpoints.
 
 Revision ID: 0001
 Revises:
@@ -27,12 +27,12 @@ def upgrade() -> None:
         sa.UniqueConstraint("origin", name="uq_log_heads_origin"),
     )
     op.create_table(
-        "log_entries",
+        "log_bundles",
         sa.Column("log_id", sa.Integer(), nullable=False),
         sa.Column("idx", sa.BigInteger(), nullable=False, autoincrement=False),
-        sa.Column("body", sa.LargeBinary(), nullable=False),
-        sa.ForeignKeyConstraint(["log_id"], ["log_heads.log_id"], name="fk_log_entries_log_id_log_heads"),
-        sa.PrimaryKeyConstraint("log_id", "idx", name="pk_log_entries"),
+        sa.Column("entries", sa.LargeBinary(), nullable=False),
+        sa.ForeignKeyConstraint(["log_id"], ["log_heads.log_id"], name="fk_log_bundles_log_id_log_heads"),
+        sa.PrimaryKeyConstraint("log_id", "idx", name="pk_log_bundles"),
         sqlite_with_rowid=False,
     )
     op.create_table(
@@ -61,5 +61,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("log_checkpoints")
     op.drop_table("log_tiles")
-    op.drop_table("log_entries")
+    op.drop_table("log_bundles")
     op.drop_table("log_heads")
