@@ -19,7 +19,9 @@ console = Console()
 
 def parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
-    p.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="Directory for the JSON result.")
+    p.add_argument(
+        "--out", type=Path, default=Path("benchmarks/results"), help="Directory for the JSON result."
+    )
     return p
 
 
@@ -66,9 +68,18 @@ def report(name: str, rows: list[dict[str, Any]], out: Path, extra: dict[str, An
     return path
 
 
-def row(metric: str, unit: str, ours: float, baseline: float | None, baseline_name: str, higher_is_better: bool) -> dict[str, Any]:
+def row(
+    metric: str, unit: str, ours: float, baseline: float | None, baseline_name: str, higher_is_better: bool
+) -> dict[str, Any]:
     ratio = None
     if baseline:
         ratio = ours / baseline if higher_is_better else baseline / ours
-    return {"metric": metric, "unit": unit, "ours": ours, "baseline": baseline, "baseline_name": baseline_name,
-            "ratio": ratio, "higher_is_better": higher_is_better}
+    return {
+        "metric": metric,
+        "unit": unit,
+        "ours": ours,
+        "baseline": baseline,
+        "baseline_name": baseline_name,
+        "ratio": ratio,
+        "higher_is_better": higher_is_better,
+    }

@@ -32,12 +32,24 @@ ORIGIN = "bench.fabtrust.local/audit"
 
 def make_entries(n: int) -> list[bytes]:
     t = datetime(2026, 11, 21, tzinfo=UTC)
-    proto = AuditEntry("fabtrust.audit.bench/v1", "station:line-1", "device.provision", "unit-0000000", t, Outcome.OK,
-                       {"order": "PO-2026-0001", "serial": 0, "key_id": "ab" * 16}).to_json()
-    return [proto.replace(b"unit-0000000", b"unit-%07d" % i).replace(b'"serial":0', b'"serial":%d' % i) for i in range(n)]
+    proto = AuditEntry(
+        "fabtrust.audit.bench/v1",
+        "station:line-1",
+        "device.provision",
+        "unit-0000000",
+        t,
+        Outcome.OK,
+        {"order": "PO-2026-0001", "serial": 0, "key_id": "ab" * 16},
+    ).to_json()
+    return [
+        proto.replace(b"unit-0000000", b"unit-%07d" % i).replace(b'"serial":0', b'"serial":%d' % i)
+        for i in range(n)
+    ]
 
 
-def bench_fabtrust(workdir: Path, entries: list[bytes], batch: int, proof_indices: list[int]) -> dict[str, float]:
+def bench_fabtrust(
+    workdir: Path, entries: list[bytes], batch: int, proof_indices: list[int]
+) -> dict[str, float]:
     store = Store.open(sqlite_url(workdir / "fabtrust.db"))
     signer = Ed25519NoteSigner(ORIGIN, ed25519.Ed25519PrivateKey.generate())
     log = MerkleLog.create(store, ORIGIN, signer)
@@ -89,14 +101,27 @@ def bench_typed(workdir: Path, n: int, batch: int) -> float:
     audit = AuditLog(MerkleLog.create(store, ORIGIN, signer))
     t0 = time.perf_counter()
     for start in range(0, n, batch):
-        audit.append([audit.entry("fabtrust.audit.bench/v1", "station:line-1", "device.provision", f"unit-{i:07d}",
-                                  Outcome.OK, {"order": "PO-2026-0001", "serial": i}) for i in range(start, start + batch)])
+        audit.append(
+            [
+                audit.entry(
+                    "fabtrust.audit.bench/v1",
+                    "station:line-1",
+                    "device.provision",
+                    f"unit-{i:07d}",
+                    Outcome.OK,
+                    {"order": "PO-2026-0001", "serial": i},
+                )
+                for i in range(start, start + batch)
+            ]
+        )
     elapsed = time.perf_counter() - t0
     store.close()
     return n / elapsed
 
 
-def bench_pymerkle(workdir: Path, entries: list[bytes], batch: int, proof_indices: list[int]) -> dict[str, float]:
+def bench_pymerkle(
+    workdir: Path, entries: list[bytes], batch: int, proof_indices: list[int]
+) -> dict[str, float]:
     from pymerkle import SqliteTree
 
     tree = SqliteTree(str(workdir / "pymerkle.db"))
@@ -162,22 +187,79 @@ def main() -> None:
         shutil.rmtree(workdir, ignore_errors=True)
     pm = "pymerkle SqliteTree"
     rows = [
-        row("durable appends/s (signed checkpoint per batch)", "entries/s", ours["appends_per_s"],
-            theirs["appends_per_s"], pm, True),
+        row(
+            "durable appends/s (signed checkpoint per batch)",
+            "entries/s",
+            ours["appends_per_s"],
+            theirs["appends_per_s"],
+            pm,
+            True,
+        ),
         row("typed audit entries/s (encode + append)", "entries/s", typed, theirs["appends_per_s"], pm, True),
-        row("checkpoint latency p50 (1-entry durable append)", "ms", ours["checkpoint"]["p50_ms"],
-            theirs["checkpoint"]["p50_ms"], pm, False),
-        row("checkpoint latency p99", "ms", ours["checkpoint"]["p99_ms"], theirs["checkpoint"]["p99_ms"], pm, False),
-        row(f"inclusion proof at {args.entries:,}, cold, mean", "ms", ours["proof_cold"]["mean_ms"],
-            theirs["proof_cold"]["mean_ms"], pm, False),
-        row("inclusion proof, cold, p99", "ms", ours["proof_cold"]["p99_ms"], theirs["proof_cold"]["p99_ms"], pm, False),
-        row("inclusion proof, warm, mean", "ms", ours["proof_warm"]["mean_ms"], theirs["proof_warm"]["mean_ms"], pm, False),
-        row("consistency proof, cold, mean", "ms", ours["consistency"]["mean_ms"], theirs["consistency"]["mean_ms"],
-            pm, False),
-        row("database bytes per entry", "bytes", ours["bytes_per_entry"], theirs["bytes_per_entry"], pm, False),
+        row(
+            "checkpoint latency p50 (1-entry durable append)",
+            "ms",
+            ours["checkpoint"]["p50_ms"],
+            theirs["checkpoint"]["p50_ms"],
+            pm,
+            False,
+        ),
+        row(
+            "checkpoint latency p99",
+            "ms",
+            ours["checkpoint"]["p99_ms"],
+            theirs["checkpoint"]["p99_ms"],
+            pm,
+            False,
+        ),
+        row(
+            f"inclusion proof at {args.entries:,}, cold, mean",
+            "ms",
+            ours["proof_cold"]["mean_ms"],
+            theirs["proof_cold"]["mean_ms"],
+            pm,
+            False,
+        ),
+        row(
+            "inclusion proof, cold, p99",
+            "ms",
+            ours["proof_cold"]["p99_ms"],
+            theirs["proof_cold"]["p99_ms"],
+            pm,
+            False,
+        ),
+        row(
+            "inclusion proof, warm, mean",
+            "ms",
+            ours["proof_warm"]["mean_ms"],
+            theirs["proof_warm"]["mean_ms"],
+            pm,
+            False,
+        ),
+        row(
+            "consistency proof, cold, mean",
+            "ms",
+            ours["consistency"]["mean_ms"],
+            theirs["consistency"]["mean_ms"],
+            pm,
+            False,
+        ),
+        row(
+            "database bytes per entry", "bytes", ours["bytes_per_entry"], theirs["bytes_per_entry"], pm, False
+        ),
     ]
-    report("tlog", rows, args.out, {"entries": args.entries, "batch": args.batch, "fabtrust": ours, "pymerkle": theirs,
-                                    "typed_entries_per_s": typed})
+    report(
+        "tlog",
+        rows,
+        args.out,
+        {
+            "entries": args.entries,
+            "batch": args.batch,
+            "fabtrust": ours,
+            "pymerkle": theirs,
+            "typed_entries_per_s": typed,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -93,7 +93,9 @@ class KeyStoreNoteSigner:
         return self._keystore().sign(self._uri, message)
 
 
-def _open_keystore(home: Path, spec: str, passphrase: SecretSource, pin: SecretSource, *, create: bool) -> KeyStore:
+def _open_keystore(
+    home: Path, spec: str, passphrase: SecretSource, pin: SecretSource, *, create: bool
+) -> KeyStore:
     if spec == "soft":
         root = home / "keystore"
         if create:
@@ -173,7 +175,9 @@ class Home:
         if (path / "home.json").exists():
             raise Conflict(f"a data home already exists at {path}; nothing changed")
         if (path / "keystore").exists() or (path / "fabtrust.db").exists():
-            raise Conflict(f"{path} holds an incomplete data home (an earlier init failed); remove it and retry")
+            raise Conflict(
+                f"{path} holds an incomplete data home (an earlier init failed); remove it and retry"
+            )
         if database is not None:
             database = redact(parse_db_url(database))
         home_id = secrets.token_hex(8)
@@ -188,15 +192,30 @@ class Home:
             signer = KeyStoreNoteSigner(origin, public_raw, log_key.uri, lambda: ks)
             MerkleLog.create(store, origin, signer, clock=clock)
             config = HomeConfig(origin, database, keystore, log_key.uri, public_raw.hex(), rfc3339(clock()))
-            home = cls(path, config, store, passphrase=passphrase, pin=pin, actor=actor, clock=clock, keystore=ks)
+            home = cls(
+                path, config, store, passphrase=passphrase, pin=pin, actor=actor, clock=clock, keystore=ks
+            )
             audit = home.audit
             audit.append(
                 [
-                    audit.entry(AUDIT_HOME, actor, "home.init", origin, details={"keystore": keystore.split(";")[0],
-                                                                                "database": store.dialect}),
-                    audit.entry(AUDIT_KEY, actor, "key.generate", log_key.uri,
-                                details={"key_id": log_key.key_id, "type": log_key.key_type.value,
-                                         "purpose": LOG_KEY_PURPOSE}),
+                    audit.entry(
+                        AUDIT_HOME,
+                        actor,
+                        "home.init",
+                        origin,
+                        details={"keystore": keystore.split(";")[0], "database": store.dialect},
+                    ),
+                    audit.entry(
+                        AUDIT_KEY,
+                        actor,
+                        "key.generate",
+                        log_key.uri,
+                        details={
+                            "key_id": log_key.key_id,
+                            "type": log_key.key_type.value,
+                            "purpose": LOG_KEY_PURPOSE,
+                        },
+                    ),
                 ]
             )
         except BaseException:
@@ -225,7 +244,9 @@ class Home:
         config = HomeConfig.from_json(raw, path / "home.json")
         store = Store.open(cls._db_url(path, database or config.database), migrate=True)
         try:
-            return cls(path, config, store, passphrase=passphrase, pin=pin, actor=actor or local_actor(), clock=clock)
+            return cls(
+                path, config, store, passphrase=passphrase, pin=pin, actor=actor or local_actor(), clock=clock
+            )
         except BaseException:
             store.close()
             raise
@@ -235,7 +256,9 @@ class Home:
     def keystore(self) -> KeyStore:
         """The key store, opened on first use (asks for the passphrase or PIN then)."""
         if self._keystore is None:
-            self._keystore = _open_keystore(self.path, self.config.keystore, self._passphrase, self._pin, create=False)
+            self._keystore = _open_keystore(
+                self.path, self.config.keystore, self._passphrase, self._pin, create=False
+            )
         return self._keystore
 
     @property

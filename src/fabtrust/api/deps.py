@@ -16,7 +16,10 @@ class Metrics:
 
     def __post_init__(self) -> None:
         self.requests = Counter(
-            "fabtrust_http_requests", "HTTP requests by route and status", ["route", "status"], registry=self.registry
+            "fabtrust_http_requests",
+            "HTTP requests by route and status",
+            ["route", "status"],
+            registry=self.registry,
         )
         self.log_size = Gauge("fabtrust_log_size", "Entries in the audit log", registry=self.registry)
 

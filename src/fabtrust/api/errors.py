@@ -28,7 +28,9 @@ def _body(code: str, message: str, request: Request) -> dict[str, str]:
 
 def install(app: FastAPI) -> None:
     @app.middleware("http")
-    async def assign_request_id(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    async def assign_request_id(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
         # Never trust a client-chosen id: it would let a client forge log correlation.
         request.state.request_id = secrets.token_hex(8)
         response = await call_next(request)

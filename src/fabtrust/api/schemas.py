@@ -19,7 +19,9 @@ class Health(BaseModel):
 
 class LogEntry(BaseModel):
     index: int
-    entry: dict[str, object] = Field(description="The audit entry; its canonical JSON (RFC 8785) is the leaf.")
+    entry: dict[str, object] = Field(
+        description="The audit entry; its canonical JSON (RFC 8785) is the leaf."
+    )
 
 
 class LogEntries(BaseModel):

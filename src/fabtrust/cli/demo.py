@@ -69,22 +69,35 @@ def _run(home: Home, n_entries: int, batch: int, t0: float) -> None:
     keys = Table("key", "type", "usage", "operation", "result", title="keys (soft key store, sealed at rest)")
     message = b"fabtrust demo message"
     for key_type in (KeyType.P256, KeyType.P384, KeyType.ED25519, KeyType.MLDSA65):
-        info = home.keys.generate(f"demo-{key_type.value}", key_type, KeyUsage.SIGN, purpose="demo signing key")
+        info = home.keys.generate(
+            f"demo-{key_type.value}", key_type, KeyUsage.SIGN, purpose="demo signing key"
+        )
         signature = home.keys.sign(info.uri, message, purpose="demo signature")
         verify_signature(info.public_key_der, message, signature)
         keys.add_row(info.uri, key_type.value, "sign", f"{len(signature)}-byte signature", "verified")
     for key_type in (KeyType.P256, KeyType.X25519):
-        info = home.keys.generate(f"demo-seal-{key_type.value}", key_type, KeyUsage.AGREE, purpose="demo sealing key")
+        info = home.keys.generate(
+            f"demo-seal-{key_type.value}", key_type, KeyUsage.AGREE, purpose="demo sealing key"
+        )
         sealed = hpke.seal(info.public_key_der, b"device-class secret", b"fabtrust demo")
         opened = home.keys.hpke_open(info.uri, sealed, b"fabtrust demo", purpose="demo unseal")
-        keys.add_row(info.uri, key_type.value, "agree", "HPKE seal/open", "ok" if opened == b"device-class secret" else "FAILED")
+        keys.add_row(
+            info.uri,
+            key_type.value,
+            "agree",
+            "HPKE seal/open",
+            "ok" if opened == b"device-class secret" else "FAILED",
+        )
     console.print(keys)
 
     # A stream of audit entries, integrated in batches, one signed checkpoint per batch.
     audit = home.audit
     started = time.perf_counter()
     with Progress(
-        "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
         console=console,
     ) as progress:
         task = progress.add_task("logging audit entries", total=n_entries)
@@ -93,8 +106,14 @@ def _run(home: Home, n_entries: int, batch: int, t0: float) -> None:
             size = min(batch, n_entries - done)
             audit.append(
                 [
-                    audit.entry(DEMO_TYPE, "demo:line-1", "demo.event", f"unit-{done + i:07d}",
-                                Outcome.OK if (done + i) % 97 else Outcome.REFUSED, {"seq": done + i})
+                    audit.entry(
+                        DEMO_TYPE,
+                        "demo:line-1",
+                        "demo.event",
+                        f"unit-{done + i:07d}",
+                        Outcome.OK if (done + i) % 97 else Outcome.REFUSED,
+                        {"seq": done + i},
+                    )
                     for i in range(size)
                 ]
             )
@@ -102,8 +121,10 @@ def _run(home: Home, n_entries: int, batch: int, t0: float) -> None:
             progress.update(task, completed=done)
     elapsed = time.perf_counter() - started
     latest = home.log.latest_checkpoint()
-    console.print(f"logged {n_entries} entries in {elapsed:.2f} s ({n_entries / elapsed:,.0f} entries/s, "
-                  f"{-(-n_entries // batch)} signed checkpoints)")
+    console.print(
+        f"logged {n_entries} entries in {elapsed:.2f} s ({n_entries / elapsed:,.0f} entries/s, "
+        f"{-(-n_entries // batch)} signed checkpoints)"
+    )
     console.rule("latest checkpoint (C2SP signed note)")
     console.print(latest.note.decode(), markup=False, end="", soft_wrap=True)
 
@@ -111,11 +132,13 @@ def _run(home: Home, n_entries: int, batch: int, t0: float) -> None:
     verifier = home.log_verifier()
     index = secrets.randbelow(latest.size)
     inclusion = home.log.inclusion_proof(index, latest.size)
-    proofs.verify_with_checkpoint(home.config.origin, inclusion, latest.note, verifier,
-                                  entry=home.log.entries(index, index + 1)[0])
+    proofs.verify_with_checkpoint(
+        home.config.origin, inclusion, latest.note, verifier, entry=home.log.entries(index, index + 1)[0]
+    )
     consistency = home.log.consistency_proof(first.size, latest.size)
-    proofs.verify_with_checkpoint(home.config.origin, consistency, latest.note, verifier,
-                                  old_checkpoint_note=first.note)
+    proofs.verify_with_checkpoint(
+        home.config.origin, consistency, latest.note, verifier, old_checkpoint_note=first.note
+    )
     export = io.BytesIO()
     write_export(export, home.config.origin, latest.size, home.log.iter_entries(latest.size))
     export_path = home.path / "audit-export.jsonl"
@@ -133,10 +156,15 @@ def _run(home: Home, n_entries: int, batch: int, t0: float) -> None:
         tamper_result = f"refused: {exc.message}"
 
     summary = Table("check", "result", title="auditor's checks (public key and signed checkpoint only)")
-    summary.add_row(f"inclusion proof, entry {index} in tree {latest.size}",
-                    f"ok ({len(inclusion.hashes)} hashes)")
-    summary.add_row(f"consistency proof, tree {first.size} -> {latest.size}", f"ok ({len(consistency.hashes)} hashes)")
-    summary.add_row(f"whole-log export, {report.size} entries recomputed", "root matches the signed checkpoint")
+    summary.add_row(
+        f"inclusion proof, entry {index} in tree {latest.size}", f"ok ({len(inclusion.hashes)} hashes)"
+    )
+    summary.add_row(
+        f"consistency proof, tree {first.size} -> {latest.size}", f"ok ({len(consistency.hashes)} hashes)"
+    )
+    summary.add_row(
+        f"whole-log export, {report.size} entries recomputed", "root matches the signed checkpoint"
+    )
     summary.add_row("refused acts in the log", str(report.refusals))
     summary.add_row("export with one flipped digit", tamper_result)
     console.print(summary)
@@ -144,5 +172,7 @@ def _run(home: Home, n_entries: int, batch: int, t0: float) -> None:
         raise VerificationFailed("demo self-check failed: a tampered export verified")
     console.print(f"demo finished in {time.perf_counter() - t0:.1f} s. Try, without any secret:")
     console.print(f"  fabtrust --home {home.path} log checkpoint")
-    console.print(f"  fabtrust log verify {export_path} --checkpoint {home.path / 'audit-checkpoint.txt'} "
-                  f"--key {home.path / 'audit-log.vkey'}")
+    console.print(
+        f"  fabtrust log verify {export_path} --checkpoint {home.path / 'audit-checkpoint.txt'} "
+        f"--key {home.path / 'audit-log.vkey'}"
+    )

@@ -15,7 +15,9 @@ def register(app: typer.Typer) -> None:
         keystore: str = typer.Option(
             "soft", "--keystore", help="'soft' (encrypted files in the home) or a pkcs11: URI naming a token."
         ),
-        origin: str = typer.Option(None, "--origin", help="Checkpoint origin of the audit log (default: generated)."),
+        origin: str = typer.Option(
+            None, "--origin", help="Checkpoint origin of the audit log (default: generated)."
+        ),
     ) -> None:
         """Create the data home: database (migrated), key store, audit log and its signing key."""
         opts = options(ctx)

@@ -25,7 +25,9 @@ def list_keys(ctx: typer.Context) -> None:
 def create(
     ctx: typer.Context,
     label: str = typer.Argument(..., help="Label: 1-64 of A-Z a-z 0-9 . _ -"),
-    key_type: str = typer.Option("ecdsa-p256", "--type", help="ecdsa-p256, ecdsa-p384, ed25519, ml-dsa-65, x25519"),
+    key_type: str = typer.Option(
+        "ecdsa-p256", "--type", help="ecdsa-p256, ecdsa-p384, ed25519, ml-dsa-65, x25519"
+    ),
     usage: str = typer.Option("sign", "--usage", help="sign or agree"),
     purpose: str = typer.Option("operator request", "--purpose", help="Why the key exists (logged)."),
 ) -> None:

@@ -37,7 +37,9 @@ def _read(path: Path, what: str, limit: int = MAX_INPUT) -> bytes:
 def _verifier(key: str) -> NoteVerifier:
     """A verifier key given inline (name+hash+key) or as a file holding one."""
     path = Path(key)
-    text = _read(path, "verifier key file").decode("utf-8", "replace").strip() if path.is_file() else key.strip()
+    text = (
+        _read(path, "verifier key file").decode("utf-8", "replace").strip() if path.is_file() else key.strip()
+    )
     return NoteVerifier.parse(text)
 
 
@@ -51,7 +53,9 @@ def _emit(doc: dict[str, object], out: Path | None) -> None:
 
 
 @app.command("checkpoint")
-def checkpoint(ctx: typer.Context, size: int = typer.Option(None, "--size", help="A past checkpoint.")) -> None:
+def checkpoint(
+    ctx: typer.Context, size: int = typer.Option(None, "--size", help="A past checkpoint.")
+) -> None:
     """Print the latest signed checkpoint (C2SP signed note), or the one signed at --size."""
     with open_home(ctx) as home:
         cp = home.log.latest_checkpoint() if size is None else home.log.checkpoint_at(size)
@@ -90,10 +94,17 @@ def export(
     """Export the log up to its latest checkpoint, for offline verification."""
     with open_home(ctx) as home:
         cp = home.log.latest_checkpoint()
-        with out.open("wb") as fh, Progress(
-            "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-            console=console, transient=True,
-        ) as progress:
+        with (
+            out.open("wb") as fh,
+            Progress(
+                "[progress.description]{task.description}",
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                console=console,
+                transient=True,
+            ) as progress,
+        ):
             task = progress.add_task("exporting", total=cp.size)
 
             def counted() -> object:
@@ -123,8 +134,10 @@ def verify(
         raise NotFound(f"export {export_file} not found") from None
     with fh:
         report = verify_export(fh, note, verifier)
-    console.print(f"OK: {report.size} entries of {report.origin} verified; root at checkpoint size "
-                  f"{report.checkpoint_size} matches the signed checkpoint")
+    console.print(
+        f"OK: {report.size} entries of {report.origin} verified; root at checkpoint size "
+        f"{report.checkpoint_size} matches the signed checkpoint"
+    )
     for entry_type, count in sorted(report.types.items()):
         console.print(f"  {entry_type}: {count}")
     console.print(f"  refused or failed acts: {report.refusals}")
@@ -166,7 +179,9 @@ def verify_proof(
     checkpoint_file: Path = typer.Option(..., "--checkpoint", help="Signed checkpoint of the proof's tree."),
     key: str = typer.Option(..., "--key", help="The log's verifier key, or a file holding it."),
     entry: Path = typer.Option(None, "--entry", help="Inclusion: the entry's exact bytes."),
-    old_checkpoint: Path = typer.Option(None, "--old-checkpoint", help="Consistency: the older signed checkpoint."),
+    old_checkpoint: Path = typer.Option(
+        None, "--old-checkpoint", help="Consistency: the older signed checkpoint."
+    ),
 ) -> None:
     """Offline: verify a proof document and tie it to a signed checkpoint."""
     origin, proof = proofs.parse_doc(_read(proof_file, "proof"))

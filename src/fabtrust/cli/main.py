@@ -36,12 +36,21 @@ def _version(value: bool) -> None:
 def root(
     ctx: typer.Context,
     home: Path = typer.Option(
-        None, "--home", envvar="FABTRUST_HOME", help="Data home (default ./fabtrust-data).", show_default=False
+        None,
+        "--home",
+        envvar="FABTRUST_HOME",
+        help="Data home (default ./fabtrust-data).",
+        show_default=False,
     ),
     db: str = typer.Option(
-        None, "--db", envvar="FABTRUST_DB", help="Database URL (postgresql+psycopg://...); default SQLite in the home."
+        None,
+        "--db",
+        envvar="FABTRUST_DB",
+        help="Database URL (postgresql+psycopg://...); default SQLite in the home.",
     ),
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version."
+    ),
 ) -> None:
     ctx.obj = Options(home or default_home(), db)
 

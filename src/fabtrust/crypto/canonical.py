@@ -63,8 +63,31 @@ def _check_key_utf16(key: object) -> bytes:
     return _utf16_key(key)
 
 
+def _plain(value: Any) -> bool:
+    """True if the C encoder's output is already canonical for ``value``: only strings, booleans,
+    null, safe integers, arrays and objects whose member names are ASCII (for ASCII, code-point
+    order is UTF-16 order). Anything else goes the careful way, which also reports errors."""
+    if isinstance(value, str) or value is None or value is True or value is False:
+        return True
+    if isinstance(value, int):
+        return -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and k.isascii() and _plain(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return all(_plain(v) for v in value)
+    return False
+
+
+_fast = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False).encode
+
+
 def canonical_json(value: Any) -> bytes:
     """The RFC 8785 canonical UTF-8 encoding of ``value``."""
+    if _plain(value):
+        try:
+            return _fast(value).encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidInput("string contains a lone surrogate") from None
     out: list[str] = []
     _write(value, out)
     try:

@@ -47,15 +47,27 @@ class _Kem:
 
 _KEMS: dict[KeyType, _Kem] = {
     KeyType.P256: _Kem(
-        0x0010, 0x0001, "sha256", 32, 65,
+        0x0010,
+        0x0001,
+        "sha256",
+        32,
+        65,
         _hpke.Suite(_hpke.KEM.P256, _hpke.KDF.HKDF_SHA256, _hpke.AEAD.AES_256_GCM),
     ),
     KeyType.P384: _Kem(
-        0x0011, 0x0002, "sha384", 48, 97,
+        0x0011,
+        0x0002,
+        "sha384",
+        48,
+        97,
         _hpke.Suite(_hpke.KEM.P384, _hpke.KDF.HKDF_SHA384, _hpke.AEAD.AES_256_GCM),
     ),
     KeyType.X25519: _Kem(
-        0x0020, 0x0001, "sha256", 32, 32,
+        0x0020,
+        0x0001,
+        "sha256",
+        32,
+        32,
         _hpke.Suite(_hpke.KEM.X25519, _hpke.KDF.HKDF_SHA256, _hpke.AEAD.AES_256_GCM),
     ),
 }
@@ -87,7 +99,9 @@ def open_with_private_key(private_key: PrivateKey, key_type: KeyType, sealed: by
     try:
         return kem.suite.decrypt(sealed, private_key, info=info)
     except (InvalidTag, ValueError) as exc:
-        raise VerificationFailed("sealed message does not open with this key (wrong recipient or tampered)") from exc
+        raise VerificationFailed(
+            "sealed message does not open with this key (wrong recipient or tampered)"
+        ) from exc
 
 
 def _encap_public_der(key_type: KeyType, enc: bytes) -> bytes:
@@ -167,7 +181,9 @@ def open_with_exchange(
     try:
         return AESGCM(key).decrypt(base_nonce, ciphertext, b"")
     except InvalidTag:
-        raise VerificationFailed("sealed message does not open with this key (wrong recipient or tampered)") from None
+        raise VerificationFailed(
+            "sealed message does not open with this key (wrong recipient or tampered)"
+        ) from None
 
 
 def fingerprint(sealed: bytes) -> str:

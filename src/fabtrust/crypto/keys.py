@@ -111,7 +111,9 @@ def sign_with(private_key: PrivateKey, key_type: KeyType, message: bytes) -> byt
 
 def spki_der(public_key: PublicKey) -> bytes:
     """DER SubjectPublicKeyInfo (RFC 5280 4.1.2.7)."""
-    return public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
 
 
 def key_id(public_key_der: bytes) -> str:
@@ -127,7 +129,10 @@ def load_public_key(der: bytes) -> PublicKey:
         raise InvalidInput("public key is not a valid DER SubjectPublicKeyInfo") from exc
     if isinstance(
         key,
-        ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | mldsa.MLDSA65PublicKey | x25519.X25519PublicKey,
+        ec.EllipticCurvePublicKey
+        | ed25519.Ed25519PublicKey
+        | mldsa.MLDSA65PublicKey
+        | x25519.X25519PublicKey,
     ):
         return key
     raise InvalidInput("unsupported public key algorithm")

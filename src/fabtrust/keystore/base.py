@@ -20,7 +20,9 @@ LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 def check_label(label: str) -> str:
     if not LABEL_RE.fullmatch(label):
-        raise InvalidInput("key label must be 1-64 characters of A-Z a-z 0-9 . _ - and start with a letter or digit")
+        raise InvalidInput(
+            "key label must be 1-64 characters of A-Z a-z 0-9 . _ - and start with a letter or digit"
+        )
     return label
 
 

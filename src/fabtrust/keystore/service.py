@@ -61,7 +61,9 @@ class KeyService:
             return None
 
     def generate(self, label: str, key_type: KeyType, usage: KeyUsage, *, purpose: str) -> KeyInfo:
-        return self._run("key.generate", label, purpose, lambda: self.store.generate(label, key_type, usage), None)
+        return self._run(
+            "key.generate", label, purpose, lambda: self.store.generate(label, key_type, usage), None
+        )
 
     def get(self, uri: str) -> KeyInfo:
         return self.store.get(uri)
@@ -74,7 +76,11 @@ class KeyService:
 
     def exchange(self, uri: str, peer_public_key_der: bytes, *, purpose: str) -> bytes:
         return self._run(
-            "key.exchange", uri, purpose, lambda: self.store.exchange(uri, peer_public_key_der), self._key_id(uri)
+            "key.exchange",
+            uri,
+            purpose,
+            lambda: self.store.exchange(uri, peer_public_key_der),
+            self._key_id(uri),
         )
 
     def hpke_open(self, uri: str, sealed: bytes, info: bytes, *, purpose: str) -> bytes:

@@ -149,13 +149,20 @@ class _Header:
         n, r, p = kdf.get("n"), kdf.get("r"), kdf.get("p")
         if not (isinstance(n, int) and isinstance(r, int) and isinstance(p, int)):
             raise InvalidInput(f"{what} is corrupt (scrypt parameters)")
-        if not (_SCRYPT_N_RANGE[0] <= n <= _SCRYPT_N_RANGE[1] and n & (n - 1) == 0 and 1 <= r <= 32 and p == 1):
+        if not (
+            _SCRYPT_N_RANGE[0] <= n <= _SCRYPT_N_RANGE[1] and n & (n - 1) == 0 and 1 <= r <= 32 and p == 1
+        ):
             raise InvalidInput(f"{what} has scrypt parameters outside the accepted range")
         salt = _unb64(kdf.get("salt"), f"{what} salt")
         if len(salt) < 16:
             raise InvalidInput(f"{what} salt is too short")
         return cls(
-            salt, n, r, p, _unb64(check.get("nonce"), f"{what} check"), _unb64(check.get("ciphertext"), f"{what} check")
+            salt,
+            n,
+            r,
+            p,
+            _unb64(check.get("nonce"), f"{what} check"),
+            _unb64(check.get("ciphertext"), f"{what} check"),
         )
 
 
@@ -191,7 +198,9 @@ class SoftKeyStore:
         kek = _derive(passphrase, salt, scrypt_n, 8, 1)
         nonce = secrets.token_bytes(12)
         header = _Header(salt, scrypt_n, 8, 1, nonce, b"")
-        header = _Header(salt, scrypt_n, 8, 1, nonce, AESGCM(kek).encrypt(nonce, _CHECK_PLAINTEXT, header.aad()))
+        header = _Header(
+            salt, scrypt_n, 8, 1, nonce, AESGCM(kek).encrypt(nonce, _CHECK_PLAINTEXT, header.aad())
+        )
         (root / "keys").mkdir(parents=True, exist_ok=True, mode=0o700)
         root.chmod(0o700)
         _write_atomic(header_path, header.to_json())
@@ -205,7 +214,9 @@ class SoftKeyStore:
         try:
             check = AESGCM(kek).decrypt(header.check_nonce, header.check_ciphertext, header.aad())
         except InvalidTag:
-            raise NotAuthorised("wrong key-store passphrase (or the key store header was tampered with)") from None
+            raise NotAuthorised(
+                "wrong key-store passphrase (or the key store header was tampered with)"
+            ) from None
         if check != _CHECK_PLAINTEXT:
             raise VerificationFailed("key store header check block is invalid")
         return cls(root, kek, header, clock)
@@ -269,7 +280,10 @@ class SoftKeyStore:
         except ValueError:
             raise InvalidInput(f"{what} has unknown usage") from None
         public_der = _unb64(public["public_key"], f"{what} public key")
-        nonce, sealed = _unb64(doc.get("nonce"), f"{what} nonce"), _unb64(doc.get("ciphertext"), f"{what} ciphertext")
+        nonce, sealed = (
+            _unb64(doc.get("nonce"), f"{what} nonce"),
+            _unb64(doc.get("ciphertext"), f"{what} ciphertext"),
+        )
         try:
             pkcs8 = self._aead_or_closed().decrypt(nonce, sealed, self._key_aad(public))
         except (InvalidTag, ValueError):

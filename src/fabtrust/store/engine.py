@@ -21,7 +21,7 @@ from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
 from fabtrust.errors import InvalidInput, Unavailable
 
@@ -123,7 +123,7 @@ class Store:
                     raise Unavailable(f"database schema {current!r} is behind {head!r}; run `fabtrust init`")
                 with self.engine.connect().execution_options(**{_WRITE: True}) as conn, conn.begin():
                     command.upgrade(_alembic_config(conn), "head")
-        except OperationalError as exc:
+        except DBAPIError as exc:
             raise Unavailable(f"cannot use the database at {redact(self.engine.url)}") from exc
 
     def schema_revision(self) -> str | None:

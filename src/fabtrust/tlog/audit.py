@@ -35,7 +35,9 @@ class Outcome(StrEnum):
 
 def _text(name: str, value: object) -> str:
     if not isinstance(value, str) or not value or len(value) > _MAX_TEXT or "\n" in value:
-        raise InvalidInput(f"audit entry {name} must be a non-empty single-line string of at most {_MAX_TEXT} chars")
+        raise InvalidInput(
+            f"audit entry {name} must be a non-empty single-line string of at most {_MAX_TEXT} chars"
+        )
     return value
 
 
@@ -51,7 +53,9 @@ class AuditEntry:
 
     def __post_init__(self) -> None:
         if not TYPE_RE.fullmatch(self.type):
-            raise InvalidInput(f"audit entry type {self.type!r} is not of the form fabtrust.audit.<family>/v<n>")
+            raise InvalidInput(
+                f"audit entry type {self.type!r} is not of the form fabtrust.audit.<family>/v<n>"
+            )
         for name in ("actor", "action", "subject"):
             _text(name, getattr(self, name))
         if self.time.tzinfo is None:

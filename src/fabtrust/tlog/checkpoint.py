@@ -55,7 +55,7 @@ MAX_NOTE_SIZE = 1024 * 1024
 # c2sp.org/signed-note: verifiers SHOULD bound the number of signatures and MUST accept at least 16.
 # golang.org/x/mod/sumdb/note rejects notes with more than 100.
 MAX_SIGNATURES = 100
-MAX_TREE_SIZE = 2**64 - 1  # RFC 9162 4.10: tree_size is a uint64
+MAX_TREE_SIZE = 2**64 - 1  # RFC 9162 TreeHeadDataV2.tree_size is a uint64
 
 # c2sp.org/signed-note "Signature types": 0x01 is Ed25519.
 ALG_ED25519 = 0x01

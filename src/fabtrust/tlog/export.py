@@ -80,7 +80,9 @@ def verify_export(stream: IO[bytes], checkpoint_note: bytes, verifier: NoteVerif
     if origin != checkpoint.origin:
         raise VerificationFailed(f"export is of log {origin!r}, checkpoint of {checkpoint.origin!r}")
     if size < checkpoint.size:
-        raise VerificationFailed(f"export holds {size} entries, fewer than the checkpoint's {checkpoint.size}")
+        raise VerificationFailed(
+            f"export holds {size} entries, fewer than the checkpoint's {checkpoint.size}"
+        )
 
     report = ExportReport(origin, size, b"", checkpoint.size)
     frontier: list[bytes] = []

@@ -81,7 +81,9 @@ class ConsistencyProof:
             # RFC 9162 defines no proof from the empty tree: it is a prefix of every tree. Accept only
             # the empty proof and the empty tree's root.
             if self.hashes or not hmac.compare_digest(self.old_root, merkle.EMPTY_ROOT):
-                raise VerificationFailed("a proof from the empty tree must be empty and start at the empty root")
+                raise VerificationFailed(
+                    "a proof from the empty tree must be empty and start at the empty root"
+                )
             return
         merkle.verify_consistency(self.old_size, self.new_size, self.hashes, self.old_root, self.new_root)
 
@@ -217,22 +219,32 @@ class MerkleLog:
             self._edge = None  # stale until this transaction commits
             if edge is None or edge.size != size or edge.frontier != old_frontier:
                 edge = _Edge(size, old_frontier, None, {})
-            frontier, completed = merkle.frontier_extend(size, _split(old_frontier), leaf_hashes, TILE_HEIGHT)
+            frontier, runs = merkle.frontier_extend_runs(size, _split(old_frontier), leaf_hashes, TILE_HEIGHT)
             new_size = size + len(entries)
             bundles, edge_bundle = self._updated_bundles(conn, size, entries, edge.bundle)
-            tiles, edge_tiles = self._updated_tiles(conn, size, completed, edge.tiles)
+            tiles, edge_tiles = self._updated_tiles(conn, size, runs, edge.tiles)
             cp = Checkpoint(self.origin, new_size, merkle.frontier_root(frontier))
             note = sign_checkpoint(cp, self._signer)
             new_frontier = b"".join(frontier)
-            conn.execute(self._upsert_bundle, [{"log_id": log_id, "idx": i, "entries": b} for i, b in bundles.items()])
+            conn.execute(
+                self._upsert_bundle, [{"log_id": log_id, "idx": i, "entries": b} for i, b in bundles.items()]
+            )
             conn.execute(
                 self._upsert_tile,
                 [{"log_id": log_id, "level": lvl, "idx": i, "hashes": b} for (lvl, i), b in tiles.items()],
             )
-            conn.execute(self._update_head, {"b_log_id": log_id, "b_size": new_size, "b_frontier": new_frontier})
+            conn.execute(
+                self._update_head, {"b_log_id": log_id, "b_size": new_size, "b_frontier": new_frontier}
+            )
             conn.execute(
                 self._insert_checkpoint,
-                {"log_id": log_id, "size": new_size, "root": cp.root, "note": note, "created_at": self._clock()},
+                {
+                    "log_id": log_id,
+                    "size": new_size,
+                    "root": cp.root,
+                    "note": note,
+                    "created_at": self._clock(),
+                },
             )
         self._edge = _Edge(new_size, new_frontier, edge_bundle, edge_tiles)
         return SignedCheckpoint(cp, note)
@@ -265,21 +277,19 @@ class MerkleLog:
         self,
         conn: Connection,
         old_size: int,
-        completed: Sequence[tuple[int, int, bytes]],
+        runs: Sequence[tuple[int, int, list[bytes]]],
         known_partials: dict[int, bytes],
     ) -> tuple[dict[tuple[int, int], bytes], dict[int, bytes]]:
-        """New contents of every tile the completed nodes land in, and the new partial tile per level.
+        """New contents of every tile the new complete nodes land in, and the new partial tile per level.
 
         ``known_partials`` maps tile levels to their current right-most partial tile (as left by
         this process's previous append); levels not in it are read from the store.
         """
-        by_level: dict[int, list[bytes]] = {}
-        for level, _index, node in completed:
-            by_level.setdefault(level // TILE_HEIGHT, []).append(node)
         result: dict[tuple[int, int], bytes] = {}
         partials = dict(known_partials)
-        for tile_level, hashes in by_level.items():
-            count = old_size >> (TILE_HEIGHT * tile_level)  # complete nodes at this level before the batch
+        for level, count, hashes in runs:
+            tile_level = level // TILE_HEIGHT
+            # ``count``, the run's first index, is the number of complete nodes at this level before the batch
             tile_idx, offset = divmod(count, TILE_WIDTH)
             prefix = b""
             if offset:
@@ -297,7 +307,9 @@ class MerkleLog:
         return result, partials
 
     def _read_tile(self, conn: Connection, tile_level: int, tile_idx: int) -> bytes:
-        blob = conn.execute(self._tile_stmt, {"log_id": self._log_id, "level": tile_level, "idx": tile_idx}).scalar()
+        blob = conn.execute(
+            self._tile_stmt, {"log_id": self._log_id, "level": tile_level, "idx": tile_idx}
+        ).scalar()
         return bytes(blob or b"")
 
     # -- reading ---------------------------------------------------------------------------------
@@ -308,7 +320,9 @@ class MerkleLog:
 
     def size(self) -> int:
         with self._store.read() as conn:
-            return int(conn.execute(select(log_heads.c.size).where(log_heads.c.log_id == self._log_id)).scalar_one())
+            return int(
+                conn.execute(select(log_heads.c.size).where(log_heads.c.log_id == self._log_id)).scalar_one()
+            )
 
     def latest_checkpoint(self) -> SignedCheckpoint:
         with self._store.read() as conn:
@@ -334,7 +348,9 @@ class MerkleLog:
     def checkpoint_sizes(self) -> list[int]:
         with self._store.read() as conn:
             rows = conn.execute(
-                select(log_checkpoints.c.size).where(log_checkpoints.c.log_id == self._log_id).order_by(log_checkpoints.c.size)
+                select(log_checkpoints.c.size)
+                .where(log_checkpoints.c.log_id == self._log_id)
+                .order_by(log_checkpoints.c.size)
             )
             return [int(r[0]) for r in rows]
 
@@ -349,7 +365,11 @@ class MerkleLog:
         with self._store.read() as conn:
             rows = conn.execute(
                 select(log_bundles.c.idx, log_bundles.c.entries)
-                .where(log_bundles.c.log_id == self._log_id, log_bundles.c.idx >= first, log_bundles.c.idx <= last)
+                .where(
+                    log_bundles.c.log_id == self._log_id,
+                    log_bundles.c.idx >= first,
+                    log_bundles.c.idx <= last,
+                )
                 .order_by(log_bundles.c.idx)
             ).all()
         if [r.idx for r in rows] != list(range(first, last + 1)):
@@ -379,7 +399,9 @@ class MerkleLog:
         if cached is not None and len(cached[0]) >= width:
             self._tiles.move_to_end(key)
             return cached
-        blob = conn.execute(self._tile_stmt, {"log_id": self._log_id, "level": tile_level, "idx": tile_idx}).scalar()
+        blob = conn.execute(
+            self._tile_stmt, {"log_id": self._log_id, "level": tile_level, "idx": tile_idx}
+        ).scalar()
         base = _split(blob or b"")
         if len(base) < width:
             raise Conflict("log tiles are missing hashes the log head says exist (store damaged)")
@@ -418,7 +440,9 @@ class MerkleLog:
         return root
 
     def _resolve_size(self, conn: Connection, size: int | None) -> int:
-        current = int(conn.execute(select(log_heads.c.size).where(log_heads.c.log_id == self._log_id)).scalar_one())
+        current = int(
+            conn.execute(select(log_heads.c.size).where(log_heads.c.log_id == self._log_id)).scalar_one()
+        )
         if size is None:
             return current
         if not 0 <= size <= current:
@@ -448,5 +472,6 @@ class MerkleLog:
                 raise InvalidInput(f"old size {old_size} must be between 0 and the new size {new_size}")
             node = self._node_reader(conn, new_size)
             hashes = merkle.consistency_proof(old_size, new_size, node) if 0 < old_size < new_size else []
-            return ConsistencyProof(old_size, new_size, tuple(hashes), self._root(old_size, node), self._root(new_size, node))
-
+            return ConsistencyProof(
+                old_size, new_size, tuple(hashes), self._root(old_size, node), self._root(new_size, node)
+            )

@@ -154,6 +154,24 @@ def frontier_extend(
     return new_frontier, completed
 
 
+def frontier_extend_runs(
+    size: int, frontier: Sequence[bytes], leaf_hashes: Sequence[bytes], stride: int = 8
+) -> tuple[list[bytes], list[tuple[int, int, list[bytes]]]]:
+    """Like :func:`frontier_extend`, but completed nodes come as runs, one per level divisible by
+    ``stride``: ``(level, index of the first new node, new nodes left to right)``. This is the shape
+    tile storage wants, without the per-node tuples (the log's append path uses it)."""
+    _check_size(size)
+    if not isinstance(stride, int) or isinstance(stride, bool) or stride < 1:
+        raise InvalidInput("stride must be a positive integer")
+    if len(frontier) != size.bit_count():
+        raise InvalidInput(
+            f"a tree of {size} leaves has a frontier of {size.bit_count()} hashes, got {len(frontier)}"
+        )
+    _check_hash_list(frontier, "frontier elements")
+    _check_hash_list(leaf_hashes, "leaf hashes")
+    return _extend(size, frontier, leaf_hashes, stride)
+
+
 def frontier_root(frontier: Sequence[bytes]) -> bytes:
     """Root hash of the tree whose frontier this is: fold right to left (RFC 9162 2.1.1, where ``k``
     is the largest power of two below ``n``, so the left child is always the largest complete subtree).

@@ -1,0 +1,112 @@
+"""The store: migrations on open, the schema guard, URL handling, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, inspect, text
+
+from fabtrust.errors import InvalidInput, Unavailable
+from fabtrust.store.engine import Store, parse_db_url, redact, sqlite_url
+
+TABLES = {"alembic_version", "log_heads", "log_bundles", "log_tiles", "log_checkpoints"}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return sqlite_url(tmp_path / "s.db")
+    value: str = request.getfixturevalue("pg_url")
+    return value
+
+
+def test_open_applies_every_migration(url: str) -> None:
+    store = Store.open(url)
+    try:
+        assert store.schema_revision() == "0001"
+        assert TABLES <= set(inspect(store.engine).get_table_names())
+        store.ping()
+    finally:
+        store.close()
+    again = Store.open(url)  # idempotent: a second open migrates nothing and keeps the data
+    assert again.schema_revision() == "0001"
+    again.close()
+
+
+def test_a_newer_schema_is_refused_and_left_alone(url: str) -> None:
+    store = Store.open(url)
+    with store.write() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    store.close()
+    with pytest.raises(Unavailable, match="newer than this fabtrust"):
+        Store.open(url)
+    engine = create_engine(parse_db_url(url))
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "9999"
+    engine.dispose()
+
+
+def test_migrate_false_refuses_an_old_schema(tmp_path: Path) -> None:
+    with pytest.raises(Unavailable, match="behind"):
+        Store.open(sqlite_url(tmp_path / "empty.db"), migrate=False)
+
+
+def test_sqlite_is_durable_wal(tmp_path: Path) -> None:
+    store = Store.open(sqlite_url(tmp_path / "w.db"))
+    with store.read() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    store.close()
+
+
+def test_a_failed_write_transaction_rolls_back(url: str) -> None:
+    store = Store.open(url)
+    with pytest.raises(RuntimeError), store.write() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO log_heads (origin, size, frontier, created_at) "
+                "VALUES ('x/y', 0, :f, CURRENT_TIMESTAMP)"
+            ),
+            {"f": b""},
+        )
+        raise RuntimeError("boom")
+    with store.read() as conn:
+        assert conn.execute(text("SELECT count(*) FROM log_heads")).scalar() == 0
+    store.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("mysql://u@h/db", "unsupported database"),
+        ("postgresql+asyncpg://u@h/db", "unsupported database"),
+        ("not a url", "malformed"),
+        ("", "malformed"),
+    ],
+    ids=["mysql", "asyncpg", "garbage", "empty"],
+)
+def test_unsupported_urls_are_refused(url: str, message: str) -> None:
+    with pytest.raises(InvalidInput, match=message):
+        Store.open(url)
+
+
+def test_plain_postgresql_url_means_psycopg_and_passwords_are_redacted() -> None:
+    parsed = parse_db_url("postgresql://alice:s3cret@db.example:5432/fab")
+    assert parsed.drivername == "postgresql+psycopg"
+    assert "s3cret" not in redact(parsed)
+
+
+def test_an_unreachable_database_is_unavailable_without_the_password() -> None:
+    with pytest.raises(Unavailable) as err:
+        Store.open("postgresql+psycopg://alice:s3cret@127.0.0.1:1/none")
+    assert "s3cret" not in err.value.message
+
+
+def test_a_file_that_is_not_a_database_is_unavailable(tmp_path: Path) -> None:
+    bogus = tmp_path / "bogus.db"
+    bogus.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(Unavailable):
+        Store.open(sqlite_url(bogus))
+    assert bogus.read_bytes() == b"this is not sqlite" * 100
