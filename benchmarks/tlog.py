@@ -19,13 +19,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import console, parser, report, row, summary_ms  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric import ed25519  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from fabtrust.store.engine import Store, sqlite_url  # noqa: E402
-from fabtrust.tlog.audit import AuditEntry, AuditLog, Outcome  # noqa: E402
-from fabtrust.tlog.checkpoint import Ed25519NoteSigner  # noqa: E402
-from fabtrust.tlog.log import MerkleLog  # noqa: E402
+from _common import console, parser, report, row, summary_ms
+from fabtrust.store.engine import Store, sqlite_url
+from fabtrust.tlog.audit import AuditEntry, AuditLog, Outcome
+from fabtrust.tlog.checkpoint import Ed25519NoteSigner
+from fabtrust.tlog.log import MerkleLog
 
 ORIGIN = "bench.fabtrust.local/audit"
 

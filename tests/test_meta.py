@@ -13,7 +13,14 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src" / "fabtrust"
 
 SUBSTRATE_ORDER = ["tlog", "keystore", "store", "crypto", "errors", "clock"]
-DOMAIN_ORDER = ["production", "fleet", "trace", "firmware", "pki", "access"]  # each may use those to its right
+DOMAIN_ORDER = [
+    "production",
+    "fleet",
+    "trace",
+    "firmware",
+    "pki",
+    "access",
+]  # each may use those to its right
 FACES = {"cli", "api", "web"}
 
 # What each part may import from fabtrust (besides itself). Substrate parts are listed explicitly so

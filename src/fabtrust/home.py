@@ -13,23 +13,28 @@ Layout::
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import os
+import re
 import secrets
+import shutil
 import socket
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 from fabtrust.clock import Clock, rfc3339, system_clock
 from fabtrust.crypto.keys import KeyType, KeyUsage, load_public_key
-from fabtrust.errors import Conflict, FabtrustError, InvalidInput, NotAuthorised, NotFound
+from fabtrust.errors import Conflict, FabtrustError, InvalidInput, NotAuthorised, NotFound, Unavailable
 from fabtrust.keystore.base import KeyStore
 from fabtrust.keystore.service import KeyEvent, KeyService
 from fabtrust.keystore.soft import SoftKeyStore
-from fabtrust.store.engine import Store, parse_db_url, redact, sqlite_url
+from fabtrust.store.engine import Store, parse_db_url, sqlite_url
 from fabtrust.tlog.audit import AuditLog, Outcome
 from fabtrust.tlog.checkpoint import NoteVerifier, verifier_key
 from fabtrust.tlog.log import MerkleLog
@@ -38,6 +43,7 @@ HOME_FORMAT = "fabtrust.home/v1"
 AUDIT_KEY = "fabtrust.audit.key/v1"
 AUDIT_HOME = "fabtrust.audit.home/v1"
 LOG_KEY_PURPOSE = "audit-log checkpoints"
+_PUBLIC_KEY_HEX = re.compile(r"[0-9a-f]{64}")
 
 SecretSource = Callable[[], str]
 
@@ -77,6 +83,10 @@ class HomeConfig:
             raise InvalidInput(f"{where} has missing or unknown fields") from None
         if not all(isinstance(v, str) for k, v in asdict(config).items() if k != "database"):
             raise InvalidInput(f"{where} has fields of the wrong type")
+        if config.database is not None and not isinstance(config.database, str):
+            raise InvalidInput(f"{where} has fields of the wrong type")
+        if not _PUBLIC_KEY_HEX.fullmatch(config.log_public_key):
+            raise InvalidInput(f"{where} has an invalid log_public_key (64 hexadecimal digits expected)")
         return config
 
 
@@ -106,6 +116,17 @@ def _open_keystore(
 
         return Pkcs11KeyStore.open(spec, pin=pin(), module_path=None)
     raise InvalidInput(f"unknown key store {spec!r} (use 'soft' or a pkcs11: URI)")
+
+
+def _discard_keystore(ks: KeyStore, log_key_uri: str | None) -> None:
+    """Best effort after a failed init: destroy the log key just generated (a token outlives us), close."""
+    try:
+        if log_key_uri is not None and ks.scheme == "pkcs11":
+            ks.destroy(log_key_uri)
+    except FabtrustError:
+        pass
+    finally:
+        ks.close()
 
 
 def env_secret(variable: str, prompt: str) -> SecretSource:
@@ -178,18 +199,30 @@ class Home:
             raise Conflict(
                 f"{path} holds an incomplete data home (an earlier init failed); remove it and retry"
             )
+        connect_url = cls._db_url(path, database)
         if database is not None:
-            database = redact(parse_db_url(database))
+            # home.json never holds a password: connect with the URL as given, record it without one
+            # (later commands take the password from --db / FABTRUST_DB, or libpq's PGPASSWORD/.pgpass).
+            database = parse_db_url(database).set(password=None).render_as_string(hide_password=False)
         home_id = secrets.token_hex(8)
         origin = origin or f"fabtrust.local/audit/{home_id}"
+        created_dir = not path.exists()
         path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        ks = _open_keystore(path, keystore, passphrase, pin, create=True)
+        ks: KeyStore | None = None
+        store: Store | None = None
+        log_key_uri: str | None = None
         try:
-            store = Store.open(cls._db_url(path, database), migrate=True)
+            ks = _open_keystore(path, keystore, passphrase, pin, create=True)
+            store = Store.open(connect_url, migrate=True)
             label = f"audit-log-{home_id}"
             log_key = ks.generate(label, KeyType.ED25519, KeyUsage.SIGN)
-            public_raw = load_public_key(log_key.public_key_der).public_bytes_raw()
-            signer = KeyStoreNoteSigner(origin, public_raw, log_key.uri, lambda: ks)
+            log_key_uri = log_key.uri
+            log_public = load_public_key(log_key.public_key_der)
+            if not isinstance(log_public, Ed25519PublicKey):
+                raise Unavailable("the key store returned a log key that is not Ed25519")
+            public_raw = log_public.public_bytes_raw()
+            created_ks = ks
+            signer = KeyStoreNoteSigner(origin, public_raw, log_key.uri, lambda: created_ks)
             MerkleLog.create(store, origin, signer, clock=clock)
             config = HomeConfig(origin, database, keystore, log_key.uri, public_raw.hex(), rfc3339(clock()))
             home = cls(
@@ -219,7 +252,21 @@ class Home:
                 ]
             )
         except BaseException:
-            ks.close()
+            # Bad input changes nothing: undo what this call created (it checked above that neither
+            # key store nor database file was there). A log already created in a shared PostgreSQL
+            # database stays (the log layer has no delete): an unused log under this call's origin.
+            if store is not None:
+                store.close()
+            if ks is not None:
+                _discard_keystore(ks, log_key_uri)
+                if keystore == "soft":
+                    shutil.rmtree(path / "keystore", ignore_errors=True)
+                if database is None:
+                    for suffix in ("", "-wal", "-shm", "-journal"):
+                        (path / f"fabtrust.db{suffix}").unlink(missing_ok=True)
+            if created_dir:
+                with contextlib.suppress(OSError):
+                    path.rmdir()  # only if empty
             raise
         tmp = path / "home.json.tmp"
         tmp.write_bytes(config.to_json())

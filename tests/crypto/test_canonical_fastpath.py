@@ -13,7 +13,9 @@ _ints = st.integers(min_value=-(2**53) + 1, max_value=2**53 - 1)
 _scalars = st.none() | st.booleans() | _ints | st.text()
 _values = st.recursive(
     _scalars,
-    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=8), children, max_size=5),
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=8), children, max_size=5)
+    ),
     max_leaves=30,
 )
 

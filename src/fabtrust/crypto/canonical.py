@@ -2,9 +2,10 @@
 
 fabtrust documents never carry floating-point numbers, so this implements JCS for the value types
 they do carry and refuses the rest (fail closed): strings, booleans, null, integers within the
-I-JSON safe range (RFC 7493 2.2, |n| <= 2**53 - 1), arrays and objects with string keys. Object
-members are sorted by the UTF-16 code units of their names (RFC 8785 3.2.3); strings are escaped
-as RFC 8785 3.2.2.2 prescribes, which is what ``json.dumps(ensure_ascii=False)`` emits.
+I-JSON safe range (RFC 7493 2.2, |n| <= 2**53 - 1), arrays and objects with string keys, nested
+at most ``MAX_DEPTH`` deep. Object members are sorted by the UTF-16 code units of their names
+(RFC 8785 3.2.3); strings are escaped as RFC 8785 3.2.2.2 prescribes, which is what
+``json.dumps(ensure_ascii=False)`` emits.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import Any
 from fabtrust.errors import InvalidInput
 
 _MAX_SAFE_INT = 2**53 - 1
+#: Deepest nesting of arrays and objects accepted (a bound on recursion, far above any document's).
+MAX_DEPTH = 100
 _encode_str = json.encoder.py_encode_basestring  # RFC 8785 3.2.2.2 escaping, no ASCII folding
 
 
@@ -22,7 +25,10 @@ def _utf16_key(name: str) -> bytes:
     return name.encode("utf-16-be")
 
 
-def _write(value: Any, out: list[str]) -> None:
+def _write(value: Any, out: list[str], depth: int = 0) -> None:
+    """Append the encoding of ``value``; ``depth`` counts the arrays and objects around it."""
+    if isinstance(value, dict | list | tuple) and depth >= MAX_DEPTH:
+        raise InvalidInput(f"value is nested more than {MAX_DEPTH} levels deep")
     if isinstance(value, str):
         out.append(_encode_str(value))
     elif value is True:
@@ -44,14 +50,14 @@ def _write(value: Any, out: list[str]) -> None:
             first = False
             out.append(_encode_str(key))
             out.append(":")
-            _write(value[key], out)
+            _write(value[key], out, depth + 1)
         out.append("}")
     elif isinstance(value, list | tuple):
         out.append("[")
         for i, item in enumerate(value):
             if i:
                 out.append(",")
-            _write(item, out)
+            _write(item, out, depth + 1)
         out.append("]")
     else:
         raise InvalidInput(f"cannot canonicalise a value of type {type(value).__name__}")
@@ -60,7 +66,10 @@ def _write(value: Any, out: list[str]) -> None:
 def _check_key_utf16(key: object) -> bytes:
     if not isinstance(key, str):
         raise InvalidInput("object member names must be strings")
-    return _utf16_key(key)
+    try:
+        return _utf16_key(key)
+    except UnicodeEncodeError:
+        raise InvalidInput("member name contains a lone surrogate") from None
 
 
 def _plain(value: Any) -> bool:
@@ -128,6 +137,10 @@ def parse_canonical(data: bytes) -> Any:
         raise InvalidInput("document is not valid UTF-8") from None
     except json.JSONDecodeError as exc:
         raise InvalidInput(f"document is not valid JSON ({exc.msg} at offset {exc.pos})") from None
+    except ValueError:  # an integer literal beyond Python's int-conversion digit limit
+        raise InvalidInput("document has an integer literal that is too long") from None
+    except RecursionError:
+        raise InvalidInput(f"document is nested more than {MAX_DEPTH} levels deep") from None
     if canonical_json(value) != data:
         raise InvalidInput("document is not in canonical form (RFC 8785)")
     return value

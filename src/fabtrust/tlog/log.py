@@ -90,7 +90,7 @@ class ConsistencyProof:
 
 @dataclass(frozen=True, slots=True)
 class _Edge:
-    """The right edge as this process left it: partial bundle and partial tiles, valid for (size, frontier)."""
+    """The right edge as this process left it: partial bundle and tiles, valid for (size, frontier)."""
 
     size: int
     frontier: bytes
@@ -175,9 +175,11 @@ class MerkleLog:
         with store.write() as conn:
             if conn.execute(select(log_heads.c.log_id).where(log_heads.c.origin == origin)).first():
                 raise Conflict(f"a log with origin {origin!r} exists already")
-            log_id = conn.execute(
+            inserted = conn.execute(
                 log_heads.insert().values(origin=origin, size=0, frontier=b"", created_at=now)
-            ).inserted_primary_key[0]
+            ).inserted_primary_key
+            assert inserted is not None
+            log_id = inserted[0]
             cp = Checkpoint(origin, 0, merkle.EMPTY_ROOT)
             conn.execute(
                 log_checkpoints.insert().values(

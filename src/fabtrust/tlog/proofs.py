@@ -136,7 +136,8 @@ def verify_with_checkpoint(
     if isinstance(proof, InclusionProof):
         if proof.size != checkpoint.size or not hmac.compare_digest(proof.root, checkpoint.root):
             raise VerificationFailed(
-                f"proof is for a tree of size {proof.size} whose root is not the checkpoint's (size {checkpoint.size})"
+                f"proof is for a tree of size {proof.size} whose root is not the checkpoint's "
+                f"(size {checkpoint.size})"
             )
         if entry is not None and not hmac.compare_digest(merkle.leaf_hash(entry), proof.leaf_hash):
             raise VerificationFailed("the entry is not the leaf this proof is about")
