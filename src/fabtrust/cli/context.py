@@ -10,7 +10,7 @@ from rich.console import Console
 
 from fabtrust.home import Home, env_secret
 
-PASSPHRASE_ENV = "FABTRUST_KEYSTORE_PASSPHRASE"
+PASSPHRASE_ENV = "FABTRUST_KEYSTORE_PASSPHRASE"  # noqa: S105 (a variable name, not a secret)
 PIN_ENV = "FABTRUST_PKCS11_PIN"
 
 
@@ -36,5 +36,7 @@ def open_home(ctx: typer.Context) -> Home:
     )
 
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+# soft_wrap: a line longer than the terminal (a verifier key, a key id, a path) is printed whole,
+# never broken with a newline a user would copy along; tables still fit the width.
+console = Console(highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)

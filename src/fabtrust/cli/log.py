@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import BinaryIO
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
@@ -25,21 +26,47 @@ app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
 MAX_INPUT = 1024 * 1024
 
 
-def _read(path: Path, what: str, limit: int = MAX_INPUT) -> bytes:
+def _os_reason(exc: OSError) -> str:
+    return exc.strerror or type(exc).__name__
+
+
+def _open_input(path: Path, what: str) -> BinaryIO:
     try:
-        if path.stat().st_size > limit:
-            raise InvalidInput(f"{what} {path} is larger than {limit} bytes")
-        return path.read_bytes()
+        return path.open("rb")
     except FileNotFoundError:
         raise NotFound(f"{what} {path} not found") from None
+    except IsADirectoryError:
+        raise InvalidInput(f"{what} {path} is a directory, not a file") from None
+    except OSError as exc:
+        raise InvalidInput(f"{what} {path} cannot be read ({_os_reason(exc)})") from None
+
+
+def _read(path: Path, what: str, limit: int = MAX_INPUT) -> bytes:
+    with _open_input(path, what) as fh:
+        try:
+            data = fh.read(limit + 1)
+        except OSError as exc:
+            raise InvalidInput(f"{what} {path} cannot be read ({_os_reason(exc)})") from None
+    if len(data) > limit:
+        raise InvalidInput(f"{what} {path} is larger than {limit} bytes")
+    return data
+
+
+def _open_output(path: Path) -> BinaryIO:
+    try:
+        return path.open("wb")
+    except OSError as exc:
+        raise InvalidInput(f"cannot write {path} ({_os_reason(exc)})") from None
 
 
 def _verifier(key: str) -> NoteVerifier:
     """A verifier key given inline (name+hash+key) or as a file holding one."""
     path = Path(key)
-    text = (
-        _read(path, "verifier key file").decode("utf-8", "replace").strip() if path.is_file() else key.strip()
-    )
+    try:
+        is_file = path.is_file()
+    except OSError:  # e.g. a long inline key: "File name too long"
+        is_file = False
+    text = _read(path, "verifier key file").decode("utf-8", "replace").strip() if is_file else key.strip()
     return NoteVerifier.parse(text)
 
 
@@ -48,7 +75,8 @@ def _emit(doc: dict[str, object], out: Path | None) -> None:
     if out is None:
         sys.stdout.write(text)
     else:
-        out.write_text(text)
+        with _open_output(out) as fh:
+            fh.write(text.encode())
         console.print(f"wrote {out}")
 
 
@@ -95,7 +123,7 @@ def export(
     with open_home(ctx) as home:
         cp = home.log.latest_checkpoint()
         with (
-            out.open("wb") as fh,
+            _open_output(out) as fh,
             Progress(
                 "[progress.description]{task.description}",
                 BarColumn(),
@@ -115,7 +143,8 @@ def export(
 
             write_export(fh, home.config.origin, cp.size, counted())  # type: ignore[arg-type]
         if checkpoint_out is not None:
-            checkpoint_out.write_bytes(cp.note)
+            with _open_output(checkpoint_out) as cp_fh:
+                cp_fh.write(cp.note)
         console.print(f"exported {cp.size} entries of {home.config.origin} to {out}")
 
 
@@ -128,11 +157,7 @@ def verify(
     """Offline: recompute the whole log from an export and check it against a signed checkpoint."""
     verifier = _verifier(key)
     note = _read(checkpoint_file, "checkpoint")
-    try:
-        fh = export_file.open("rb")
-    except FileNotFoundError:
-        raise NotFound(f"export {export_file} not found") from None
-    with fh:
+    with _open_input(export_file, "export") as fh:
         report = verify_export(fh, note, verifier)
     console.print(
         f"OK: {report.size} entries of {report.origin} verified; root at checkpoint size "

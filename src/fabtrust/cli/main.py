@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import NoReturn
 
+import click
 import typer
 
 from fabtrust import __version__
@@ -62,12 +64,28 @@ serve.register(app)
 demo.register(app)
 
 
+def _fail(message: str, code: int) -> NoReturn:
+    one_line = " ".join(message.split())
+    err_console.print(f"error: {one_line}", markup=False, soft_wrap=True)
+    sys.exit(code)
+
+
 def main(argv: list[str] | None = None) -> None:
+    # standalone_mode=False: Click hands usage errors back instead of printing a multi-line panel,
+    # so they get the same one-line "error: ..." as every other failure (DESIGN.md).
     try:
-        app(args=argv, prog_name="fabtrust")
+        code = app(args=argv, prog_name="fabtrust", standalone_mode=False)
     except FabtrustError as exc:
-        err_console.print(f"error: {exc.message}", markup=False, soft_wrap=True)
+        _fail(exc.message, exc.exit_code)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        exc.show()  # a bare group name: show its help, as Click does
         sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        hint = f" (see '{exc.ctx.command_path} --help')" if getattr(exc, "ctx", None) else ""
+        _fail(exc.format_message() + hint, exc.exit_code)
+    except click.exceptions.Abort:
+        _fail("aborted", 1)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -72,18 +72,21 @@ def _check_key_utf16(key: object) -> bytes:
         raise InvalidInput("member name contains a lone surrogate") from None
 
 
-def _plain(value: Any) -> bool:
+def _plain(value: Any, depth: int = 0) -> bool:
     """True if the C encoder's output is already canonical for ``value``: only strings, booleans,
     null, safe integers, arrays and objects whose member names are ASCII (for ASCII, code-point
-    order is UTF-16 order). Anything else goes the careful way, which also reports errors."""
+    order is UTF-16 order), nested less than MAX_DEPTH deep. Anything else goes the careful way,
+    which also reports errors."""
     if isinstance(value, str) or value is None or value is True or value is False:
         return True
     if isinstance(value, int):
         return -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT
+    if depth >= MAX_DEPTH:
+        return False
     if isinstance(value, dict):
-        return all(isinstance(k, str) and k.isascii() and _plain(v) for k, v in value.items())
+        return all(isinstance(k, str) and k.isascii() and _plain(v, depth + 1) for k, v in value.items())
     if isinstance(value, list | tuple):
-        return all(_plain(v) for v in value)
+        return all(_plain(v, depth + 1) for v in value)
     return False
 
 

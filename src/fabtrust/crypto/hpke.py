@@ -96,6 +96,8 @@ def open_with_private_key(private_key: PrivateKey, key_type: KeyType, sealed: by
         raise InvalidInput("sealed message is truncated")
     if not isinstance(private_key, ec.EllipticCurvePrivateKey | x25519.X25519PrivateKey):
         raise InvalidInput("key cannot open HPKE messages")
+    if key_type_of(private_key.public_key()) is not key_type:
+        raise InvalidInput(f"key is not a {key_type.value} key")
     try:
         return kem.suite.decrypt(sealed, private_key, info=info)
     except (InvalidTag, ValueError) as exc:
@@ -165,6 +167,9 @@ def open_with_exchange(
 
     # DHKEM Decap (RFC 9180 4.1)
     dh = exchange(_encap_public_der(key_type, enc))
+    if not any(dh):
+        # RFC 9180 7.1.4: an all-zero shared secret (a low-order ephemeral key) must be refused.
+        raise VerificationFailed("sealed message carries an invalid ephemeral key")
     kem_labeled = _Labeled(b"KEM" + kem.kem_id.to_bytes(2, "big"), kem.hash_name)
     kem_context = enc + _serialize_public(recipient)
     eae_prk = kem_labeled.extract(b"", b"eae_prk", dh)

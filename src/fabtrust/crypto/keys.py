@@ -101,7 +101,14 @@ def generate_private_key(key_type: KeyType) -> PrivateKey:
 
 
 def sign_with(private_key: PrivateKey, key_type: KeyType, message: bytes) -> bytes:
-    """Sign ``message`` with a software key, in the encoding described in the module docstring."""
+    """Sign ``message`` with a software key, in the encoding described in the module docstring.
+
+    ``key_type`` must be the key's own type: the ECDSA hash follows the curve, and a signature made
+    with another hash would never verify.
+    """
+    actual = key_type_of(private_key.public_key())
+    if actual is not key_type:
+        raise InvalidInput(f"the key is a {actual.value} key, not {key_type.value}")
     if isinstance(private_key, ec.EllipticCurvePrivateKey):
         return private_key.sign(message, ec.ECDSA(_ECDSA_HASH[key_type]()))
     if isinstance(private_key, ed25519.Ed25519PrivateKey | mldsa.MLDSA65PrivateKey):
@@ -134,6 +141,7 @@ def load_public_key(der: bytes) -> PublicKey:
         | mldsa.MLDSA65PublicKey
         | x25519.X25519PublicKey,
     ):
+        key_type_of(key)  # an EC key on another curve than P-256/P-384 is InvalidInput
         return key
     raise InvalidInput("unsupported public key algorithm")
 
