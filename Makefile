@@ -9,7 +9,7 @@ setup:
 	@bash scripts/bootstrap.sh
 
 demo: setup
-	$(BIN)/fabtrust demo --home demo-home --fresh
+	$(BIN)/fabtrust --home demo-home demo --fresh
 
 test: setup
 	$(BIN)/pytest
