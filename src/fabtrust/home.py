@@ -203,7 +203,9 @@ class Home:
         if database is not None:
             # home.json never holds a password: connect with the URL as given, record it without one
             # (later commands take the password from --db / FABTRUST_DB, or libpq's PGPASSWORD/.pgpass).
-            database = parse_db_url(database).set(password=None).render_as_string(hide_password=False)
+            # (URL.set(password=None) would keep the password: None means "unchanged" there.)
+            bare = parse_db_url(database)._replace(password=None).difference_update_query(["password"])
+            database = bare.render_as_string(hide_password=False)
         home_id = secrets.token_hex(8)
         origin = origin or f"fabtrust.local/audit/{home_id}"
         created_dir = not path.exists()

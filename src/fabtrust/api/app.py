@@ -24,11 +24,14 @@ def create_app(home: Home) -> FastAPI:
 
     @app.middleware("http")
     async def count(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        metrics.requests.labels(route=path, status=str(response.status_code)).inc()
-        return response
+        status = "500"  # an unhandled exception propagates through here and is answered 500 outside
+        try:
+            response = await call_next(request)
+            status = str(response.status_code)
+            return response
+        finally:
+            route = request.scope.get("route")
+            metrics.requests.labels(route=getattr(route, "path", "unmatched"), status=status).inc()
 
     errors.install(app)
     app.include_router(health.router)

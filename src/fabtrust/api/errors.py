@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -26,6 +26,20 @@ def _body(code: str, message: str, request: Request) -> dict[str, str]:
     return {"error": code, "message": message, "request_id": request_id(request)}
 
 
+def _error(
+    code: str, message: str, status: int, request: Request, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    """An error answer carrying its request id in the body and in X-Request-ID.
+
+    The header is set here, not only by the request-id middleware: an unhandled exception is
+    answered by Starlette's outermost error middleware, which no user middleware wraps.
+    """
+    rid = request_id(request)
+    return JSONResponse(
+        _body(code, message, request), status_code=status, headers={**(headers or {}), REQUEST_ID: rid}
+    )
+
+
 def install(app: FastAPI) -> None:
     @app.middleware("http")
     async def assign_request_id(
@@ -40,21 +54,21 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(FabtrustError)
     async def fabtrust_error(request: Request, exc: FabtrustError) -> JSONResponse:
         log.info("request %s refused: %s (%s)", request_id(request), exc.code, exc.message)
-        return JSONResponse(_body(exc.code, exc.message, request), status_code=exc.http_status)
+        return _error(exc.code, exc.message, exc.http_status, request)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         fields = sorted({".".join(str(p) for p in err.get("loc", ())[1:]) or "body" for err in exc.errors()})
         message = "invalid request: " + ", ".join(fields)
         log.info("request %s invalid: %s", request_id(request), message)
-        return JSONResponse(_body("invalid_input", message, request), status_code=400)
+        return _error("invalid_input", message, 400, request)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return JSONResponse(_body(code, str(exc.detail), request), status_code=exc.status_code)
+        return _error(code, str(exc.detail), exc.status_code, request, exc.headers)
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:
         log.exception("request %s failed", request_id(request))
-        return JSONResponse(_body("internal", "internal error", request), status_code=500)
+        return _error("internal", "internal error", 500, request)

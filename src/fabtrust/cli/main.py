@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-import click
 import typer
 
 from fabtrust import __version__
@@ -71,19 +70,20 @@ def _fail(message: str, code: int) -> NoReturn:
 
 
 def main(argv: list[str] | None = None) -> None:
-    # standalone_mode=False: Click hands usage errors back instead of printing a multi-line panel,
-    # so they get the same one-line "error: ..." as every other failure (DESIGN.md).
+    # standalone_mode=False: usage errors come back to us instead of being printed as a multi-line
+    # panel, so they get the same one-line "error: ..." as every other failure (DESIGN.md).
     try:
         code = app(args=argv, prog_name="fabtrust", standalone_mode=False)
     except FabtrustError as exc:
         _fail(exc.message, exc.exit_code)
-    except click.exceptions.NoArgsIsHelpError as exc:
-        exc.show()  # a bare group name: show its help, as Click does
-        sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        hint = f" (see '{exc.ctx.command_path} --help')" if getattr(exc, "ctx", None) else ""
+    except typer.TyperException as exc:  # Click's exceptions (Typer vendors Click): usage errors
+        ctx = getattr(exc, "ctx", None)
+        if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
+            typer.echo(ctx.get_help(), err=True)  # a bare command group: its help, as Click does
+            sys.exit(exc.exit_code)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
         _fail(exc.format_message() + hint, exc.exit_code)
-    except click.exceptions.Abort:
+    except typer.Abort:
         _fail("aborted", 1)
     sys.exit(code if isinstance(code, int) else 0)
 

@@ -14,6 +14,8 @@ from typing import TypeVar
 from fabtrust.crypto.keys import KeyType, KeyUsage
 from fabtrust.errors import FabtrustError, InvalidInput
 from fabtrust.keystore.base import KeyInfo, KeyStore
+from fabtrust.keystore.uri import SCHEME as PKCS11_SCHEME
+from fabtrust.keystore.uri import parse_pkcs11_uri
 
 T = TypeVar("T")
 
@@ -31,6 +33,16 @@ class KeyEvent:
 KeyRecorder = Callable[[KeyEvent], None]
 
 
+def _loggable_uri(uri: str) -> str:
+    """``uri`` as it may appear in an event: a PKCS#11 URI loses its ``pin-value`` (RFC 7512 2.3)."""
+    if uri[: len(PKCS11_SCHEME) + 1].lower() != PKCS11_SCHEME + ":":
+        return uri
+    try:
+        return parse_pkcs11_uri(uri).format()  # format() never writes pin-value
+    except InvalidInput:
+        return f"{PKCS11_SCHEME}:<unparsable>"
+
+
 class KeyService:
     """A key store whose every key creation and use is recorded."""
 
@@ -38,7 +50,9 @@ class KeyService:
         self.store = store
         self._record = record
 
-    def _run(self, operation: str, uri: str, purpose: str, act: Callable[[], T], key_id: str | None) -> T:
+    def _run(self, operation: str, subject: tuple[str, str | None], purpose: str, act: Callable[[], T]) -> T:
+        """Run ``act`` and record it; ``subject`` is the (loggable URI, key id) it acts on."""
+        uri, key_id = subject
         if not purpose or len(purpose) > 128:
             raise InvalidInput("a key operation needs a purpose of 1-128 characters")
         try:
@@ -54,15 +68,20 @@ class KeyService:
         self._record(KeyEvent(operation, uri, key_id, purpose, "ok"))
         return result
 
-    def _key_id(self, uri: str) -> str | None:
+    def _subject(self, uri: str) -> tuple[str, str | None]:
+        """The key's canonical URI and id, or (if it cannot be found) the URI without secrets."""
         try:
-            return self.store.get(uri).key_id
+            info = self.store.get(uri)
         except FabtrustError:
-            return None
+            return _loggable_uri(uri), None
+        return info.uri, info.key_id
 
     def generate(self, label: str, key_type: KeyType, usage: KeyUsage, *, purpose: str) -> KeyInfo:
         return self._run(
-            "key.generate", label, purpose, lambda: self.store.generate(label, key_type, usage), None
+            "key.generate",
+            (_loggable_uri(label), None),
+            purpose,
+            lambda: self.store.generate(label, key_type, usage),
         )
 
     def get(self, uri: str) -> KeyInfo:
@@ -72,22 +91,17 @@ class KeyService:
         return self.store.list()
 
     def sign(self, uri: str, message: bytes, *, purpose: str) -> bytes:
-        return self._run("key.sign", uri, purpose, lambda: self.store.sign(uri, message), self._key_id(uri))
+        return self._run("key.sign", self._subject(uri), purpose, lambda: self.store.sign(uri, message))
 
     def exchange(self, uri: str, peer_public_key_der: bytes, *, purpose: str) -> bytes:
         return self._run(
-            "key.exchange",
-            uri,
-            purpose,
-            lambda: self.store.exchange(uri, peer_public_key_der),
-            self._key_id(uri),
+            "key.exchange", self._subject(uri), purpose, lambda: self.store.exchange(uri, peer_public_key_der)
         )
 
     def hpke_open(self, uri: str, sealed: bytes, info: bytes, *, purpose: str) -> bytes:
         return self._run(
-            "key.hpke-open", uri, purpose, lambda: self.store.hpke_open(uri, sealed, info), self._key_id(uri)
+            "key.hpke-open", self._subject(uri), purpose, lambda: self.store.hpke_open(uri, sealed, info)
         )
 
     def destroy(self, uri: str, *, purpose: str) -> None:
-        key_id = self._key_id(uri)
-        self._run("key.destroy", uri, purpose, lambda: self.store.destroy(uri), key_id)
+        self._run("key.destroy", self._subject(uri), purpose, lambda: self.store.destroy(uri))

@@ -24,7 +24,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import serialization
@@ -45,7 +45,7 @@ from fabtrust.crypto.keys import (
     sign_with,
     spki_der,
 )
-from fabtrust.errors import Conflict, InvalidInput, NotAuthorised, NotFound, VerificationFailed
+from fabtrust.errors import Conflict, InvalidInput, NotAuthorised, NotFound, Unavailable, VerificationFailed
 from fabtrust.keystore.base import KeyInfo, check_label
 
 STORE_FORMAT = "fabtrust.soft-keystore/v1"
@@ -92,7 +92,8 @@ def _read_json(path: Path, what: str) -> dict[str, Any]:
         raise NotFound(f"{what} not found") from None
     try:
         value = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (ValueError, RecursionError):
+        # ValueError covers bad UTF-8, bad JSON and integer literals too long to convert.
         raise InvalidInput(f"{what} is corrupt or truncated (not valid JSON)") from None
     if not isinstance(value, dict):
         raise InvalidInput(f"{what} is corrupt (not a JSON object)")
@@ -147,23 +148,25 @@ class _Header:
         if not isinstance(kdf, dict) or not isinstance(check, dict) or kdf.get("alg") != "scrypt":
             raise InvalidInput(f"{what} is corrupt (kdf/check)")
         n, r, p = kdf.get("n"), kdf.get("r"), kdf.get("p")
-        if not (isinstance(n, int) and isinstance(r, int) and isinstance(p, int)):
+        if not (_is_int(n) and _is_int(r) and _is_int(p)):
             raise InvalidInput(f"{what} is corrupt (scrypt parameters)")
-        if not (
-            _SCRYPT_N_RANGE[0] <= n <= _SCRYPT_N_RANGE[1] and n & (n - 1) == 0 and 1 <= r <= 32 and p == 1
-        ):
+        if not (_scrypt_n_ok(n) and 1 <= r <= 32 and p == 1):
             raise InvalidInput(f"{what} has scrypt parameters outside the accepted range")
         salt = _unb64(kdf.get("salt"), f"{what} salt")
         if len(salt) < 16:
             raise InvalidInput(f"{what} salt is too short")
-        return cls(
-            salt,
-            n,
-            r,
-            p,
-            _unb64(check.get("nonce"), f"{what} check"),
-            _unb64(check.get("ciphertext"), f"{what} check"),
-        )
+        check_nonce = _unb64(check.get("nonce"), f"{what} check")
+        if len(check_nonce) != 12:
+            raise InvalidInput(f"{what} is corrupt (check nonce)")
+        return cls(salt, n, r, p, check_nonce, _unb64(check.get("ciphertext"), f"{what} check"))
+
+
+def _is_int(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _scrypt_n_ok(n: int) -> bool:
+    return _SCRYPT_N_RANGE[0] <= n <= _SCRYPT_N_RANGE[1] and n & (n - 1) == 0
 
 
 def _derive(passphrase: str, salt: bytes, n: int, r: int, p: int) -> bytes:
@@ -194,6 +197,11 @@ class SoftKeyStore:
         header_path = root / "keystore.json"
         if header_path.exists():
             raise Conflict(f"a key store already exists at {root}")
+        if not (_is_int(scrypt_n) and _scrypt_n_ok(scrypt_n)):
+            # A store whose header open() would refuse must not be created.
+            raise InvalidInput(
+                f"scrypt_n must be a power of two from {_SCRYPT_N_RANGE[0]} to {_SCRYPT_N_RANGE[1]}"
+            )
         salt = secrets.token_bytes(16)
         kek = _derive(passphrase, salt, scrypt_n, 8, 1)
         nonce = secrets.token_bytes(12)
@@ -232,13 +240,14 @@ class SoftKeyStore:
 
     def _aead_or_closed(self) -> AESGCM:
         if self._aead is None:
-            raise InvalidInput("key store is closed")
+            raise Unavailable("key store is closed")
         return self._aead
 
     def _key_aad(self, public: dict[str, Any]) -> bytes:
         return canonical_json({"key": public, "store_salt": _b64(self._header.salt)})
 
     def generate(self, label: str, key_type: KeyType, usage: KeyUsage) -> KeyInfo:
+        self._aead_or_closed()
         check_usage(key_type, usage)
         path = self._path(label)
         if path.exists():
@@ -297,13 +306,16 @@ class SoftKeyStore:
         return entry  # type: ignore[return-value]
 
     def get(self, uri: str) -> KeyInfo:
+        self._aead_or_closed()
         return self._load(_label_from_uri(uri))[0]
 
     def list(self) -> list[KeyInfo]:
+        self._aead_or_closed()
         labels = sorted(p.stem for p in (self._root / "keys").glob("*.json") if not p.name.startswith("."))
         return [self._load(label)[0] for label in labels]
 
     def _private(self, uri: str, usage: KeyUsage) -> tuple[KeyInfo, PrivateKey]:
+        self._aead_or_closed()
         info, key = self._load(_label_from_uri(uri))
         if info.usage is not usage:
             raise InvalidInput(f"key {info.label!r} is a {info.usage.value} key and cannot {usage.value}")
@@ -314,14 +326,17 @@ class SoftKeyStore:
         return sign_with(key, info.key_type, message)
 
     def exchange(self, uri: str, peer_public_key_der: bytes) -> bytes:
-        info, key = self._private(uri, KeyUsage.AGREE)
+        _, key = self._private(uri, KeyUsage.AGREE)
         peer = load_public_key(peer_public_key_der)
         if isinstance(key, ec.EllipticCurvePrivateKey) and isinstance(peer, ec.EllipticCurvePublicKey):
             if peer.curve.name != key.curve.name:
                 raise InvalidInput("peer key is on another curve")
             return key.exchange(ec.ECDH(), peer)
         if isinstance(key, x25519.X25519PrivateKey) and isinstance(peer, x25519.X25519PublicKey):
-            return key.exchange(peer)
+            try:
+                return key.exchange(peer)
+            except ValueError:  # RFC 7748 6.1: an all-zero output, from a low-order peer key
+                raise InvalidInput("peer key is a low-order X25519 point") from None
         raise InvalidInput("peer key type does not match the key")
 
     def hpke_open(self, uri: str, sealed: bytes, info: bytes) -> bytes:
@@ -329,6 +344,7 @@ class SoftKeyStore:
         return hpke.open_with_private_key(key, key_info.key_type, sealed, info)
 
     def destroy(self, uri: str) -> None:
+        self._aead_or_closed()
         label = _label_from_uri(uri)
         path = self._path(label)
         if not path.exists():

@@ -20,9 +20,8 @@ from __future__ import annotations
 
 import hmac
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import Connection, Insert, Table, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -384,7 +383,7 @@ class MerkleLog:
             raise Conflict("log entry bundles hold fewer entries than the log head says (store damaged)")
         return result[skip : skip + (end - start)]
 
-    def iter_entries(self, end: int, chunk: int = MAX_ENTRIES_PER_READ) -> Any:
+    def iter_entries(self, end: int, chunk: int = MAX_ENTRIES_PER_READ) -> Iterator[bytes]:
         """All entries ``[0, end)`` in order (for exports)."""
         for start in range(0, end, chunk):
             yield from self.entries(start, min(end, start + chunk))
@@ -418,7 +417,7 @@ class MerkleLog:
             self._tiles.popitem(last=False)
         return levels
 
-    def _node_reader(self, conn: Connection, size: int) -> Any:
+    def _node_reader(self, conn: Connection, size: int) -> merkle.NodeReader:
         def node(level: int, index: int) -> bytes:
             if (index + 1) << level > size:
                 raise InvalidInput(f"node ({level}, {index}) is not complete in a tree of size {size}")
@@ -430,7 +429,7 @@ class MerkleLog:
 
         return node
 
-    def _root(self, size: int, node: Any) -> bytes:
+    def _root(self, size: int, node: merkle.NodeReader) -> bytes:
         """Root of the tree of ``size`` leaves; a root never changes, so it is cached."""
         if size == 0:
             return merkle.EMPTY_ROOT
