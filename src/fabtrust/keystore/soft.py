@@ -56,6 +56,7 @@ _MAX_FILE = 64 * 1024
 # scrypt cost: n=2**15, r=8 (32 MiB, ~0.1 s). A header may ask for more, within bounds, never less.
 DEFAULT_SCRYPT_N = 2**15
 _SCRYPT_N_RANGE = (2**14, 2**20)
+_SCRYPT_MAX_NR = 2**21  # scrypt needs 128*n*r bytes: at most 256 MiB
 
 
 def soft_uri(label: str) -> str:
@@ -100,7 +101,12 @@ def _read_json(path: Path, what: str) -> dict[str, Any]:
     return value
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def _write_atomic(path: Path, data: bytes, *, exclusive: bool = False) -> None:
+    """Write ``data`` to ``path`` so that a reader sees the old file or the whole new one.
+
+    With ``exclusive``, the final name is claimed with link(2), which fails if it exists: two
+    processes generating the same label cannot overwrite each other's key.
+    """
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
@@ -108,7 +114,15 @@ def _write_atomic(path: Path, data: bytes) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-    os.replace(tmp, path)
+    if exclusive:
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            raise Conflict(f"{path.name} exists already") from None
+        finally:
+            os.unlink(tmp)
+    else:
+        os.replace(tmp, path)
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
@@ -150,7 +164,8 @@ class _Header:
         n, r, p = kdf.get("n"), kdf.get("r"), kdf.get("p")
         if not (_is_int(n) and _is_int(r) and _is_int(p)):
             raise InvalidInput(f"{what} is corrupt (scrypt parameters)")
-        if not (_scrypt_n_ok(n) and 1 <= r <= 32 and p == 1):
+        if not (_scrypt_n_ok(n) and 1 <= r <= 32 and p == 1 and n * r <= _SCRYPT_MAX_NR):
+            # bounded so that a planted header cannot make opening cost gigabytes (128*n*r bytes)
             raise InvalidInput(f"{what} has scrypt parameters outside the accepted range")
         salt = _unb64(kdf.get("salt"), f"{what} salt")
         if len(salt) < 16:
@@ -268,7 +283,10 @@ class SoftKeyStore:
         nonce = secrets.token_bytes(12)
         sealed = self._aead_or_closed().encrypt(nonce, pkcs8, self._key_aad(public))
         doc = {**public, "nonce": _b64(nonce), "ciphertext": _b64(sealed)}
-        _write_atomic(path, json.dumps(doc, indent=2).encode() + b"\n")
+        try:
+            _write_atomic(path, json.dumps(doc, indent=2).encode() + b"\n", exclusive=True)
+        except Conflict:
+            raise Conflict(f"a key labelled {label!r} already exists") from None
         self._cache[label] = (info, private_key)
         return info
 
