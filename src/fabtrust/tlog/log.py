@@ -21,7 +21,9 @@ from __future__ import annotations
 import hmac
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Connection, Insert, Table, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -97,6 +99,28 @@ class _Edge:
     tiles: dict[int, bytes]
 
 
+class _LazyRead:
+    """A read transaction opened on first use: a proof served from cached tiles touches no database."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._cm: AbstractContextManager[Connection] | None = None
+        self._conn: Connection | None = None
+
+    def conn(self) -> Connection:
+        if self._conn is None:
+            self._cm = self._store.read()
+            self._conn = self._cm.__enter__()
+        return self._conn
+
+    def __enter__(self) -> _LazyRead:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._cm is not None:
+            self._cm.__exit__(*exc)
+
+
 def _split(blob: bytes) -> list[bytes]:
     return [blob[i : i + _H] for i in range(0, len(blob), _H)]
 
@@ -145,6 +169,8 @@ class MerkleLog:
         # Used only when the locked head still has that size, i.e. nobody else appended since.
         self._edge: _Edge | None = None
         self._tiles: OrderedDict[tuple[int, int], list[list[bytes]]] = OrderedDict()
+        self._size_seen = 0  # the largest tree size this process has seen committed
+        self._size_stmt = select(log_heads.c.size).where(log_heads.c.log_id == bindparam("log_id"))
         self._tile_cache_size = tile_cache_size
         self._head_for_update = (
             select(log_heads.c.size, log_heads.c.frontier)
@@ -388,7 +414,9 @@ class MerkleLog:
         for start in range(0, end, chunk):
             yield from self.entries(start, min(end, start + chunk))
 
-    def _tile_levels(self, conn: Connection, tile_level: int, tile_idx: int, width: int) -> list[list[bytes]]:
+    def _tile_levels(
+        self, reader: _LazyRead, tile_level: int, tile_idx: int, width: int
+    ) -> list[list[bytes]]:
         """The tile's hashes and every complete node above them inside the tile, cached.
 
         ``levels[r][j]`` is the node at tree level ``8 * tile_level + r`` and index
@@ -400,10 +428,7 @@ class MerkleLog:
         if cached is not None and len(cached[0]) >= width:
             self._tiles.move_to_end(key)
             return cached
-        blob = conn.execute(
-            self._tile_stmt, {"log_id": self._log_id, "level": tile_level, "idx": tile_idx}
-        ).scalar()
-        base = _split(blob or b"")
+        base = _split(self._read_tile(reader.conn(), tile_level, tile_idx))
         if len(base) < width:
             raise Conflict("log tiles are missing hashes the log head says exist (store damaged)")
         levels = [base]
@@ -417,14 +442,14 @@ class MerkleLog:
             self._tiles.popitem(last=False)
         return levels
 
-    def _node_reader(self, conn: Connection, size: int) -> merkle.NodeReader:
+    def _node_reader(self, reader: _LazyRead, size: int) -> merkle.NodeReader:
         def node(level: int, index: int) -> bytes:
             if (index + 1) << level > size:
                 raise InvalidInput(f"node ({level}, {index}) is not complete in a tree of size {size}")
             tile_level, sub = divmod(level, TILE_HEIGHT)
             tile_idx = (index << sub) >> TILE_HEIGHT
             within = index - (tile_idx << (TILE_HEIGHT - sub))
-            levels = self._tile_levels(conn, tile_level, tile_idx, (within + 1) << sub)
+            levels = self._tile_levels(reader, tile_level, tile_idx, (within + 1) << sub)
             return levels[sub][within]
 
         return node
@@ -440,10 +465,15 @@ class MerkleLog:
                 self._roots.popitem(last=False)
         return root
 
-    def _resolve_size(self, conn: Connection, size: int | None) -> int:
-        current = int(
-            conn.execute(select(log_heads.c.size).where(log_heads.c.log_id == self._log_id)).scalar_one()
-        )
+    def _resolve_size(self, reader: _LazyRead, size: int | None) -> int:
+        """The tree size to answer for: ``size`` if the log has reached it, else the current size.
+
+        A log only grows, so a size at or below one already seen needs no query.
+        """
+        if size is not None and 0 <= size <= self._size_seen:
+            return size
+        current = int(reader.conn().execute(self._size_stmt, {"log_id": self._log_id}).scalar_one())
+        self._size_seen = max(self._size_seen, current)
         if size is None:
             return current
         if not 0 <= size <= current:
@@ -451,27 +481,27 @@ class MerkleLog:
         return size
 
     def root_at(self, size: int) -> bytes:
-        with self._store.read() as conn:
-            size = self._resolve_size(conn, size)
-            return self._root(size, self._node_reader(conn, size))
+        with _LazyRead(self._store) as reader:
+            size = self._resolve_size(reader, size)
+            return self._root(size, self._node_reader(reader, size))
 
     def inclusion_proof(self, index: int, size: int | None = None) -> InclusionProof:
         """Proof that entry ``index`` is in the tree of ``size`` entries (default: the whole log)."""
-        with self._store.read() as conn:
-            size = self._resolve_size(conn, size)
+        with _LazyRead(self._store) as reader:
+            size = self._resolve_size(reader, size)
             if not 0 <= index < size:
                 raise InvalidInput(f"entry index {index} is outside a tree of size {size}")
-            node = self._node_reader(conn, size)
+            node = self._node_reader(reader, size)
             hashes = merkle.inclusion_proof(index, size, node)
             return InclusionProof(index, size, node(0, index), tuple(hashes), self._root(size, node))
 
     def consistency_proof(self, old_size: int, new_size: int | None = None) -> ConsistencyProof:
         """Proof that the tree of ``old_size`` is a prefix of the tree of ``new_size``."""
-        with self._store.read() as conn:
-            new_size = self._resolve_size(conn, new_size)
+        with _LazyRead(self._store) as reader:
+            new_size = self._resolve_size(reader, new_size)
             if not 0 <= old_size <= new_size:
                 raise InvalidInput(f"old size {old_size} must be between 0 and the new size {new_size}")
-            node = self._node_reader(conn, new_size)
+            node = self._node_reader(reader, new_size)
             hashes = merkle.consistency_proof(old_size, new_size, node) if 0 < old_size < new_size else []
             return ConsistencyProof(
                 old_size, new_size, tuple(hashes), self._root(old_size, node), self._root(new_size, node)
