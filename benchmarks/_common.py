@@ -7,14 +7,15 @@ import json
 import platform
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-console = Console()
+console = Console(width=150)
 
 
 def parser(description: str) -> argparse.ArgumentParser:
@@ -28,6 +29,16 @@ def parser(description: str) -> argparse.ArgumentParser:
 def percentile(samples: Sequence[float], q: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def timed(fn: Callable[[Any], object], args: Iterable[Any]) -> list[float]:
+    """Seconds each call ``fn(arg)`` took, one sample per argument."""
+    samples = []
+    for arg in args:
+        start = time.perf_counter()
+        fn(arg)
+        samples.append(time.perf_counter() - start)
+    return samples
 
 
 def summary_ms(samples: Sequence[float]) -> dict[str, float]:
@@ -82,4 +93,41 @@ def row(
         "baseline_name": baseline_name,
         "ratio": ratio,
         "higher_is_better": higher_is_better,
+    }
+
+
+@dataclass
+class Subject:
+    """One log implementation, as the operations the benchmark times."""
+
+    append_batch: Callable[[list[bytes]], object]
+    append_one: Callable[[bytes], object]  # one durable append and its checkpoint (or root)
+    size: Callable[[], int]
+    fresh_reader: Callable[[int], tuple[Callable[[int], object], Callable[[int], object]]]
+    # fresh_reader(size) -> (inclusion proof of index i, consistency proof from old size m), cold caches
+
+
+def measure(
+    subject: Subject, name: str, entries: list[bytes], batch: int, indices: list[int]
+) -> dict[str, Any]:
+    n = len(entries)
+    with console.status(f"{name}: appending {n:,} entries"):
+        t0 = time.perf_counter()
+        for start in range(0, n, batch):
+            subject.append_batch(entries[start : start + batch])
+        append_s = time.perf_counter() - t0
+    single = timed(subject.append_one, entries[:200])
+    size = subject.size()
+    prove, consist = subject.fresh_reader(size)
+    with console.status(f"{name}: proofs"):
+        cold = timed(prove, indices)
+        warm = timed(prove, indices)
+        cons = timed(consist, [i + 1 for i in indices[:200]])
+    return {
+        "appends_per_s": n / append_s,
+        "checkpoint": summary_ms(single),
+        "proof_cold": summary_ms(cold),
+        "proof_warm": summary_ms(warm),
+        "consistency": summary_ms(cons),
+        "size": size,
     }

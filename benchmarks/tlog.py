@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import random
 import shutil
-import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from _common import console, parser, report, row, summary_ms
+from _common import Subject, console, measure, parser, report, row
 from fabtrust.store.engine import Store, sqlite_url
 from fabtrust.tlog.audit import AuditEntry, AuditLog, Outcome
 from fabtrust.tlog.checkpoint import Ed25519NoteSigner
@@ -47,51 +46,27 @@ def make_entries(n: int) -> list[bytes]:
     ]
 
 
-def bench_fabtrust(
-    workdir: Path, entries: list[bytes], batch: int, proof_indices: list[int]
-) -> dict[str, float]:
+def bench_fabtrust(workdir: Path, entries: list[bytes], batch: int, indices: list[int]) -> dict[str, Any]:
     store = Store.open(sqlite_url(workdir / "fabtrust.db"))
     signer = Ed25519NoteSigner(ORIGIN, ed25519.Ed25519PrivateKey.generate())
     log = MerkleLog.create(store, ORIGIN, signer)
-    n = len(entries)
-    with console.status("fabtrust: appending"):
-        t0 = time.perf_counter()
-        for start in range(0, n, batch):
-            log.append(entries[start : start + batch])
-        append_s = time.perf_counter() - t0
-    # latency of one durable append with its signed checkpoint (a log at n entries)
-    single = []
-    for i in range(200):
-        t = time.perf_counter()
-        log.append([entries[i]])
-        single.append(time.perf_counter() - t)
-    size = log.size()
-    cold = MerkleLog(store, ORIGIN, None)  # a fresh reader: nothing cached
-    cold_s, warm_s = [], []
-    for idx in proof_indices:
-        t = time.perf_counter()
-        proof = cold.inclusion_proof(idx, size)
-        cold_s.append(time.perf_counter() - t)
-        proof.verify()
-    for idx in proof_indices:
-        t = time.perf_counter()
-        cold.inclusion_proof(idx, size)
-        warm_s.append(time.perf_counter() - t)
-    cons = []
-    for old in proof_indices[:200]:
-        t = time.perf_counter()
-        cold.consistency_proof(old + 1, size).verify()
-        cons.append(time.perf_counter() - t)
-    db_bytes = sum(p.stat().st_size for p in workdir.glob("fabtrust.db*"))
+
+    def fresh_reader(size: int) -> tuple[Callable[[int], object], Callable[[int], object]]:
+        reader = MerkleLog(store, ORIGIN, None)  # nothing cached
+        return (lambda i: reader.inclusion_proof(i, size)), (lambda m: reader.consistency_proof(m, size))
+
+    result = measure(
+        Subject(log.append, lambda e: log.append([e]), log.size, fresh_reader),
+        "fabtrust",
+        entries,
+        batch,
+        indices,
+    )
+    for i in indices[:50]:  # the proofs timed are real: they verify
+        log.inclusion_proof(i, result["size"]).verify()
+    result["bytes_per_entry"] = sum(p.stat().st_size for p in workdir.glob("fabtrust.db*")) / result["size"]
     store.close()
-    return {
-        "appends_per_s": n / append_s,
-        "checkpoint": summary_ms(single),
-        "proof_cold": summary_ms(cold_s),
-        "proof_warm": summary_ms(warm_s),
-        "consistency": summary_ms(cons),
-        "bytes_per_entry": db_bytes / size,
-    }
+    return result
 
 
 def bench_typed(workdir: Path, n: int, batch: int) -> float:
@@ -119,52 +94,30 @@ def bench_typed(workdir: Path, n: int, batch: int) -> float:
     return n / elapsed
 
 
-def bench_pymerkle(
-    workdir: Path, entries: list[bytes], batch: int, proof_indices: list[int]
-) -> dict[str, float]:
+def bench_pymerkle(workdir: Path, entries: list[bytes], batch: int, indices: list[int]) -> dict[str, Any]:
     from pymerkle import SqliteTree
 
-    tree = SqliteTree(str(workdir / "pymerkle.db"))
-    n = len(entries)
-    with console.status("pymerkle: appending"):
-        t0 = time.perf_counter()
-        for start in range(0, n, batch):
-            tree.append_entries(entries[start : start + batch])
-            tree.get_state()
-        append_s = time.perf_counter() - t0
-    single = []
-    for i in range(200):
-        t = time.perf_counter()
-        tree.append_entries([entries[i]])
-        tree.get_state()
-        single.append(time.perf_counter() - t)
-    size = tree.get_size()
-    tree.close()
-    tree = SqliteTree(str(workdir / "pymerkle.db"))  # fresh cache, as for fabtrust's cold reader
-    cold_s, warm_s = [], []
-    with console.status("pymerkle: proofs"):
-        for idx in proof_indices:
-            t = time.perf_counter()
-            tree.prove_inclusion(idx + 1, size)  # pymerkle counts leaves from one
-            cold_s.append(time.perf_counter() - t)
-        for idx in proof_indices:
-            t = time.perf_counter()
-            tree.prove_inclusion(idx + 1, size)
-            warm_s.append(time.perf_counter() - t)
-        cons = []
-        for old in proof_indices[:200]:
-            t = time.perf_counter()
-            tree.prove_consistency(old + 1, size)
-            cons.append(time.perf_counter() - t)
-    tree.close()
-    return {
-        "appends_per_s": n / append_s,
-        "checkpoint": summary_ms(single),
-        "proof_cold": summary_ms(cold_s),
-        "proof_warm": summary_ms(warm_s),
-        "consistency": summary_ms(cons),
-        "bytes_per_entry": (workdir / "pymerkle.db").stat().st_size / size,
-    }
+    path = str(workdir / "pymerkle.db")
+    tree = SqliteTree(path)
+
+    def append_batch(batch_entries: list[bytes]) -> None:
+        tree.append_entries(batch_entries)
+        tree.get_root()
+
+    def append_one(entry: bytes) -> None:
+        tree.append_entries([entry])
+        tree.get_root()
+
+    def fresh_reader(size: int) -> tuple[Callable[[int], object], Callable[[int], object]]:
+        reader = SqliteTree(path)  # fresh cache, as for fabtrust's fresh reader
+        # pymerkle counts leaves from one
+        return (lambda i: reader.prove_inclusion(i + 1, size)), (lambda m: reader.prove_consistency(m, size))
+
+    result = measure(
+        Subject(append_batch, append_one, tree.get_size, fresh_reader), "pymerkle", entries, batch, indices
+    )
+    result["bytes_per_entry"] = (workdir / "pymerkle.db").stat().st_size / result["size"]
+    return result
 
 
 def main() -> None:

@@ -112,6 +112,18 @@ def _extend(
     return new_frontier, runs
 
 
+def _check_extend(size: int, frontier: Sequence[bytes], leaf_hashes: Sequence[bytes], stride: int) -> None:
+    _check_size(size)
+    if not isinstance(stride, int) or isinstance(stride, bool) or stride < 1:
+        raise InvalidInput("stride must be a positive integer")
+    if len(frontier) != size.bit_count():
+        raise InvalidInput(
+            f"a tree of {size} leaves has a frontier of {size.bit_count()} hashes, got {len(frontier)}"
+        )
+    _check_hash_list(frontier, "frontier elements")
+    _check_hash_list(leaf_hashes, "leaf hashes")
+
+
 def frontier_extend(
     size: int, frontier: Sequence[bytes], leaf_hashes: Sequence[bytes], stride: int = 8
 ) -> tuple[list[bytes], list[tuple[int, int, bytes]]]:
@@ -122,15 +134,7 @@ def frontier_extend(
     ``stride`` (so every leaf, at level 0), in order of completion: a node completes when its last
     leaf is appended, after the lower nodes that the same leaf completes.
     """
-    _check_size(size)
-    if not isinstance(stride, int) or isinstance(stride, bool) or stride < 1:
-        raise InvalidInput("stride must be a positive integer")
-    if len(frontier) != size.bit_count():
-        raise InvalidInput(
-            f"a tree of {size} leaves has a frontier of {size.bit_count()} hashes, got {len(frontier)}"
-        )
-    _check_hash_list(frontier, "frontier elements")
-    _check_hash_list(leaf_hashes, "leaf hashes")
+    _check_extend(size, frontier, leaf_hashes, stride)
     new_frontier, runs = _extend(size, frontier, leaf_hashes, stride)
     if not runs:
         return new_frontier, []
@@ -160,15 +164,7 @@ def frontier_extend_runs(
     """Like :func:`frontier_extend`, but completed nodes come as runs, one per level divisible by
     ``stride``: ``(level, index of the first new node, new nodes left to right)``. This is the shape
     tile storage wants, without the per-node tuples (the log's append path uses it)."""
-    _check_size(size)
-    if not isinstance(stride, int) or isinstance(stride, bool) or stride < 1:
-        raise InvalidInput("stride must be a positive integer")
-    if len(frontier) != size.bit_count():
-        raise InvalidInput(
-            f"a tree of {size} leaves has a frontier of {size.bit_count()} hashes, got {len(frontier)}"
-        )
-    _check_hash_list(frontier, "frontier elements")
-    _check_hash_list(leaf_hashes, "leaf hashes")
+    _check_extend(size, frontier, leaf_hashes, stride)
     return _extend(size, frontier, leaf_hashes, stride)
 
 
