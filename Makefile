@@ -21,7 +21,7 @@ lint: setup
 
 bench: setup
 	@mkdir -p benchmarks/results
-	@set -e; for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b --out benchmarks/results; done
+	@set -e; for b in benchmarks/[!_]*.py; do echo "== $$b"; $(BIN)/python $$b --out benchmarks/results; done
 
 clean:
 	rm -rf $(VENV) demo-home benchmarks/results .pytest_cache .mypy_cache .ruff_cache

@@ -330,10 +330,6 @@ class Home:
     def log_vkey(self) -> str:
         return verifier_key(self.config.origin, bytes.fromhex(self.config.log_public_key))
 
-    def record_refusal(self, action: str, subject: str, error: FabtrustError) -> None:
-        """Log a refused act (best effort: a refusal to open the key store cannot be signed)."""
-        self.audit.record(AUDIT_HOME, self.actor, action, subject, Outcome.REFUSED, {"reason": error.code})
-
     def close(self) -> None:
         if self._keystore is not None:
             self._keystore.close()

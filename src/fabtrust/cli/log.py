@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
@@ -52,11 +54,24 @@ def _read(path: Path, what: str, limit: int = MAX_INPUT) -> bytes:
     return data
 
 
-def _open_output(path: Path) -> BinaryIO:
+@contextmanager
+def _open_output(path: Path) -> Iterator[BinaryIO]:
+    """Write a file whole or not at all: into a temporary beside it, renamed into place on success."""
+    partial = path.with_name(f".{path.name}.partial")
     try:
-        return path.open("wb")
+        fh = partial.open("wb")
     except OSError as exc:
         raise InvalidInput(f"cannot write {path} ({_os_reason(exc)})") from None
+    try:
+        with fh:
+            yield fh
+        partial.replace(path)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise InvalidInput(f"cannot write {path} ({_os_reason(exc)})") from None
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
 
 
 def _verifier(key: str) -> NoteVerifier:
