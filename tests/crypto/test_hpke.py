@@ -104,7 +104,6 @@ def test_each_seal_is_fresh(key_type: KeyType) -> None:
     first, second = (hpke.seal(recipient.public_der, PLAINTEXT, INFO) for _ in range(2))
     assert first[: ENC_LEN[key_type]] != second[: ENC_LEN[key_type]]  # a new ephemeral key each time
     assert first != second
-    assert hpke.fingerprint(first) != hpke.fingerprint(second)
 
 
 @pytest.mark.parametrize("key_type", SUITES)
@@ -334,10 +333,3 @@ def test_exchange_is_handed_the_senders_ephemeral_key() -> None:
         peer.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
         == (sealed[:65])
     )
-
-
-def test_fingerprint() -> None:
-    assert hpke.fingerprint(b"sealed") == hpke.fingerprint(b"sealed")
-    assert len(hpke.fingerprint(b"sealed")) == 16
-    assert int(hpke.fingerprint(b"sealed"), 16) >= 0
-    assert hpke.fingerprint(b"sealed") != hpke.fingerprint(b"sealee")

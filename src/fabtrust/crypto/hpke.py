@@ -16,7 +16,6 @@ One suite per recipient key type (the KEM follows the key; KDF and AEAD are fixe
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -189,8 +188,3 @@ def open_with_exchange(
         raise VerificationFailed(
             "sealed message does not open with this key (wrong recipient or tampered)"
         ) from None
-
-
-def fingerprint(sealed: bytes) -> str:
-    """A short, non-secret name for a sealed blob (for logs)."""
-    return hashlib.sha256(sealed).hexdigest()[:16]

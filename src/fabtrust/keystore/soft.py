@@ -21,7 +21,6 @@ import binascii
 import json
 import os
 import secrets
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeGuard
@@ -379,6 +378,3 @@ class SoftKeyStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-PassphraseSource = Callable[[], str]
