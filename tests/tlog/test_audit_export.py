@@ -11,7 +11,10 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from fabtrust.crypto.canonical import canonical_json
 from fabtrust.errors import InvalidInput, VerificationFailed
 from fabtrust.store.engine import Store, sqlite_url
 from fabtrust.tlog import proofs
@@ -107,6 +110,41 @@ def test_malformed_entries_are_refused(overrides: dict[str, object]) -> None:
 def test_parse_refuses_anything_but_the_exact_encoding(mutate: Callable[[bytes], bytes]) -> None:
     with pytest.raises(InvalidInput):
         AuditEntry.parse(mutate(entry().to_json()))
+
+
+_DETAIL_VALUES = st.none() | st.booleans() | st.integers(-(2**53) + 1, 2**53 - 1) | st.text(max_size=10)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    text=st.text(min_size=1, max_size=40).filter(lambda t: "\n" not in t),
+    details=st.dictionaries(
+        st.text(max_size=6),
+        st.none() | st.booleans() | st.integers(-(2**53) + 1, 2**53 - 1) | st.text(max_size=10),
+        max_size=4,
+    ),
+)
+def test_entry_encoding_equals_the_general_canonical_encoder(text: str, details: dict[str, object]) -> None:
+    try:
+        e = entry(actor=text, action=text, subject=text, details=details)
+        fast = e.to_json()
+    except InvalidInput:
+        with pytest.raises(InvalidInput):
+            canonical_json({"x": text, "d": details})
+        return
+    general = canonical_json(
+        {
+            "type": e.type,
+            "actor": e.actor,
+            "action": e.action,
+            "subject": e.subject,
+            "time": "2026-11-21T05:40:00.123456Z",
+            "outcome": e.outcome.value,
+            "details": details,
+        }
+    )
+    assert fast == general
+    assert AuditEntry.parse(fast) == e
 
 
 def test_non_utc_times_are_normalised_to_utc() -> None:
