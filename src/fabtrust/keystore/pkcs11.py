@@ -62,7 +62,7 @@ from fabtrust.crypto.keys import (
     spki_der,
 )
 from fabtrust.errors import Conflict, FabtrustError, InvalidInput, NotAuthorised, NotFound, Unavailable
-from fabtrust.keystore.base import LABEL_RE, KeyInfo, check_label
+from fabtrust.keystore.base import LABEL_RE, KeyInfo, check_label, load_pkcs8_private_key
 from fabtrust.keystore.uri import Pkcs11Uri, key_uri, parse_pkcs11_uri
 
 DEFAULT_MODULE_PATH = "/usr/lib/softhsm/libsofthsm2.so"
@@ -201,6 +201,48 @@ def _der_octet_string(value: bytes) -> bytes | None:
     return value[offset:] if len(value) - offset == length else None
 
 
+def _der_octet_string_encode(content: bytes) -> bytes:
+    """``content`` as a DER OCTET STRING (X.690 8.7, definite length)."""
+    n = len(content)
+    if n < 0x80:
+        return bytes([0x04, n]) + content
+    length = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([0x04, 0x80 | len(length)]) + length + content
+
+
+def _templates(
+    label: str, key_id: bytes, key_type: KeyType, usage: KeyUsage
+) -> tuple[dict[Attribute, Any], dict[Attribute, Any]]:
+    """(public, private) attribute templates of a key pair, for generation and import alike."""
+    sign = usage is KeyUsage.SIGN
+    common = {
+        Attribute.TOKEN: True,
+        Attribute.LABEL: label,
+        Attribute.ID: key_id,
+        Attribute.MODIFIABLE: False,
+        Attribute.DERIVE: not sign,
+    }
+    public_template = {
+        **common,
+        # Private too: only a logged-in user may see or delete the public half.
+        Attribute.PRIVATE: True,
+        Attribute.EC_PARAMS: _EC_PARAMS[key_type],
+        Attribute.VERIFY: sign,
+        Attribute.ENCRYPT: False,
+        Attribute.WRAP: False,
+    }
+    private_template = {
+        **common,
+        Attribute.PRIVATE: True,
+        Attribute.SENSITIVE: True,
+        Attribute.EXTRACTABLE: False,
+        Attribute.SIGN: sign,
+        Attribute.DECRYPT: False,
+        Attribute.UNWRAP: False,
+    }
+    return public_template, private_template
+
+
 def _public_key_der(label: str, key_type: KeyType, ec_point: bytes) -> bytes:
     """DER SubjectPublicKeyInfo from CKA_EC_POINT (a DER OCTET STRING; some tokens give it raw)."""
     point = _der_octet_string(ec_point)
@@ -331,46 +373,13 @@ class Pkcs11KeyStore:
         return frozenset(kt for (kt, _), needs in _NEEDS.items() if needs <= self._mechanisms)
 
     def generate(self, label: str, key_type: KeyType, usage: KeyUsage) -> KeyInfo:
-        check_label(label)
-        if key_type not in _BACKEND_TYPES:
-            offered = ", ".join(sorted(kt.value for kt in self.supported_key_types))
-            raise InvalidInput(
-                f"the PKCS#11 key store cannot hold {key_type.value} keys (it offers: {offered})"
-            )
-        check_usage(key_type, usage)
-        if not _NEEDS[(key_type, usage)] <= self._mechanisms:
-            raise InvalidInput(f"this PKCS#11 token cannot {usage.value} with {key_type.value} keys")
+        self._check_new_key(label, key_type, usage)
         with self._lock:
             self._check_open()
-            if self._find({Attribute.LABEL: label}):
-                raise Conflict(f"a key labelled {label!r} already exists on token {self._token_label!r}")
+            self._check_label_free(label)
             key_id = secrets.token_bytes(16)
+            public_template, private_template = _templates(label, key_id, key_type, usage)
             sign = usage is KeyUsage.SIGN
-            common = {
-                Attribute.TOKEN: True,
-                Attribute.LABEL: label,
-                Attribute.ID: key_id,
-                Attribute.MODIFIABLE: False,
-                Attribute.DERIVE: not sign,
-            }
-            public_template = {
-                **common,
-                # Private too: only a logged-in user may see or delete the public half.
-                Attribute.PRIVATE: True,
-                Attribute.EC_PARAMS: _EC_PARAMS[key_type],
-                Attribute.VERIFY: sign,
-                Attribute.ENCRYPT: False,
-                Attribute.WRAP: False,
-            }
-            private_template = {
-                **common,
-                Attribute.PRIVATE: True,
-                Attribute.SENSITIVE: True,
-                Attribute.EXTRACTABLE: False,
-                Attribute.SIGN: sign,
-                Attribute.DECRYPT: False,
-                Attribute.UNWRAP: False,
-            }
             capabilities = MechanismFlag.SIGN | MechanismFlag.VERIFY if sign else MechanismFlag.DERIVE
             with _library_call(f"{key_type.value} key generation"):
                 public, private = self._session.generate_keypair(
@@ -382,13 +391,68 @@ class Pkcs11KeyStore:
                     public_template=public_template,
                     private_template=private_template,
                 )
+            return self._read_back(private, public, None)
+
+    def import_private_key(self, label: str, key_type: KeyType, usage: KeyUsage, pkcs8_der: bytes) -> KeyInfo:
+        """Create the key pair on the token from a PKCS#8 private key (C_CreateObject).
+
+        See :class:`fabtrust.keystore.base.KeyImporter`. The private object gets the attributes a
+        generated key has (token, private, sensitive, not extractable, not modifiable, sign or
+        derive by usage) and, like it, cannot be read or exported afterwards (CKA_VALUE is
+        sensitive). PKCS#11 records its history honestly, though: CKA_LOCAL, CKA_ALWAYS_SENSITIVE
+        and CKA_NEVER_EXTRACTABLE are CK_FALSE for an imported key (PKCS#11 3.0 4.9), because its
+        value existed outside the token. The caller must wipe its own copy (best effort in Python).
+        """
+        self._check_new_key(label, key_type, usage)
+        key = load_pkcs8_private_key(pkcs8_der, key_type)
+        expected = spki_der(key.public_key())
+        value: bytes
+        point: bytes
+        if isinstance(key, ec.EllipticCurvePrivateKey):
+            # CKA_VALUE: the scalar d, big-endian, padded to the field size (PKCS#11 3.0 2.3.4).
+            value = key.private_numbers().private_value.to_bytes((key.curve.key_size + 7) // 8, "big")
+            point = key.public_key().public_bytes(
+                serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+            )
+        elif isinstance(key, ed25519.Ed25519PrivateKey):
+            # CKA_VALUE: the 32-byte private key of RFC 8032 (PKCS#11 3.0 2.3.6).
+            value, point = key.private_bytes_raw(), key.public_key().public_bytes_raw()
+        else:  # unreachable: _check_new_key admits EC and Ed25519 types only
+            raise InvalidInput(f"the PKCS#11 key store cannot hold {key_type.value} keys")
+        del key
+        with self._lock:
+            self._check_open()
+            self._check_label_free(label)
+            key_id = secrets.token_bytes(16)
+            public_template, private_template = _templates(label, key_id, key_type, usage)
+            common = {Attribute.KEY_TYPE: _P11_KEY_TYPE[key_type], Attribute.EC_PARAMS: _EC_PARAMS[key_type]}
+            with _library_call(f"{key_type.value} key import"):
+                # CKA_EC_POINT as a generated key has it: a DER OCTET STRING (see _public_key_der).
+                public = self._session.create_object(
+                    {
+                        **public_template,
+                        **common,
+                        Attribute.CLASS: ObjectClass.PUBLIC_KEY,
+                        Attribute.EC_POINT: _der_octet_string_encode(point),
+                    }
+                )
             try:
-                return self._info(self._describe(private), public)
+                with _library_call(f"{key_type.value} key import"):
+                    private = self._session.create_object(
+                        {
+                            **private_template,
+                            **common,
+                            Attribute.CLASS: ObjectClass.PRIVATE_KEY,
+                            Attribute.VALUE: value,
+                        }
+                    )
             except BaseException:
                 with _library_call("key clean-up"):
-                    private.destroy()
                     public.destroy()
                 raise
+            finally:
+                del value
+            return self._read_back(private, public, expected)
 
     def get(self, uri: str) -> KeyInfo:
         label, key_id = self._resolve(uri)
@@ -574,6 +638,40 @@ class Pkcs11KeyStore:
         del _LOGINS[self._login_key]
         with _library_call("logout"):
             login.holder.close()
+
+    def _check_new_key(self, label: str, key_type: KeyType, usage: KeyUsage) -> None:
+        """Refuse, before touching the token, a key this backend or token cannot hold."""
+        check_label(label)
+        if key_type not in _BACKEND_TYPES:
+            offered = ", ".join(sorted(kt.value for kt in self.supported_key_types))
+            raise InvalidInput(
+                f"the PKCS#11 key store cannot hold {key_type.value} keys (it offers: {offered})"
+            )
+        check_usage(key_type, usage)
+        if not _NEEDS[(key_type, usage)] <= self._mechanisms:
+            raise InvalidInput(f"this PKCS#11 token cannot {usage.value} with {key_type.value} keys")
+
+    def _check_label_free(self, label: str) -> None:
+        if self._find({Attribute.LABEL: label}):
+            raise Conflict(f"a key labelled {label!r} already exists on token {self._token_label!r}")
+
+    def _read_back(self, private: Object, public: Object, expected_public_der: bytes | None) -> KeyInfo:
+        """The new pair's KeyInfo as read from the token; on any failure both objects are destroyed.
+
+        ``expected_public_der``, for an imported key, must be what the token now reports.
+        """
+        try:
+            info = self._info(self._describe(private), public)
+            if expected_public_der is not None and info.public_key_der != expected_public_der:
+                raise Unavailable(
+                    f"the token holds another public key than the one imported as {info.label!r}"
+                )
+            return info
+        except BaseException:
+            with _library_call("key clean-up"):
+                private.destroy()
+                public.destroy()
+            raise
 
     def _check_open(self) -> None:
         if self._closed:

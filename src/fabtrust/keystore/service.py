@@ -13,7 +13,7 @@ from typing import TypeVar
 
 from fabtrust.crypto.keys import KeyType, KeyUsage
 from fabtrust.errors import FabtrustError, InvalidInput
-from fabtrust.keystore.base import KeyInfo, KeyStore
+from fabtrust.keystore.base import KeyInfo, KeyStore, importer
 from fabtrust.keystore.uri import SCHEME as PKCS11_SCHEME
 from fabtrust.keystore.uri import parse_pkcs11_uri
 
@@ -22,7 +22,7 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class KeyEvent:
-    operation: str  # key.generate | key.sign | key.exchange | key.hpke-open | key.destroy
+    operation: str  # key.generate | key.import | key.sign | key.exchange | key.hpke-open | key.destroy
     uri: str
     key_id: str | None
     purpose: str
@@ -82,6 +82,22 @@ class KeyService:
             (_loggable_uri(label), None),
             purpose,
             lambda: self.store.generate(label, key_type, usage),
+        )
+
+    def import_key(
+        self, label: str, key_type: KeyType, usage: KeyUsage, pkcs8_der: bytes, *, purpose: str
+    ) -> KeyInfo:
+        """Import a PKCS#8 private key (root ceremony, restore); non-exportable from then on.
+
+        Recorded like ``generate``, refusals included (a backend that cannot import is one); the
+        event names the key by URI and id, never its material. Wiping ``pkcs8_der`` is the
+        caller's job (see :class:`fabtrust.keystore.base.KeyImporter`).
+        """
+        return self._run(
+            "key.import",
+            (_loggable_uri(label), None),
+            purpose,
+            lambda: importer(self.store).import_private_key(label, key_type, usage, pkcs8_der),
         )
 
     def get(self, uri: str) -> KeyInfo:

@@ -21,6 +21,7 @@ import binascii
 import json
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeGuard
@@ -45,7 +46,7 @@ from fabtrust.crypto.keys import (
     spki_der,
 )
 from fabtrust.errors import Conflict, InvalidInput, NotAuthorised, NotFound, Unavailable, VerificationFailed
-from fabtrust.keystore.base import KeyInfo, check_label
+from fabtrust.keystore.base import KeyInfo, check_label, load_pkcs8_private_key
 
 STORE_FORMAT = "fabtrust.soft-keystore/v1"
 KEY_FORMAT = "fabtrust.soft-key/v1"
@@ -261,12 +262,26 @@ class SoftKeyStore:
         return canonical_json({"key": public, "store_salt": _b64(self._header.salt)})
 
     def generate(self, label: str, key_type: KeyType, usage: KeyUsage) -> KeyInfo:
+        return self._add(label, key_type, usage, lambda: generate_private_key(key_type))
+
+    def import_private_key(self, label: str, key_type: KeyType, usage: KeyUsage, pkcs8_der: bytes) -> KeyInfo:
+        """Seal a PKCS#8 private key into the store (see :class:`fabtrust.keystore.base.KeyImporter`).
+
+        The key file is the same as a generated key's; the caller's copy of the key is the only
+        one left outside the store, and wiping it is the caller's job.
+        """
+        return self._add(label, key_type, usage, lambda: load_pkcs8_private_key(pkcs8_der, key_type))
+
+    def _add(
+        self, label: str, key_type: KeyType, usage: KeyUsage, private_key_source: Callable[[], PrivateKey]
+    ) -> KeyInfo:
+        """Seal a new key into a new key file: Conflict if the label is taken, now or meanwhile."""
         self._aead_or_closed()
         check_usage(key_type, usage)
         path = self._path(label)
         if path.exists():
             raise Conflict(f"a key labelled {label!r} already exists")
-        private_key = generate_private_key(key_type)
+        private_key = private_key_source()
         info = KeyInfo(soft_uri(label), label, key_type, usage, spki_der(private_key.public_key()))
         public = {
             "format": KEY_FORMAT,

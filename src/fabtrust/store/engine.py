@@ -60,6 +60,15 @@ def _alembic_config(connection: Connection) -> Config:
     return cfg
 
 
+def head_revision() -> str:
+    """The newest schema revision this code knows."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(_MIGRATIONS))
+    head = ScriptDirectory.from_config(cfg).get_current_head()
+    assert head is not None
+    return head
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # Let SQLAlchemy's "begin" event decide how transactions start (see _sqlite_begin).
     dbapi_connection.isolation_level = None

@@ -70,3 +70,71 @@ log_checkpoints = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     sqlite_with_rowid=False,
 )
+
+# -- device PKI (issue 3) -----------------------------------------------------------------------
+
+pki_cas = Table(
+    "pki_cas",
+    metadata,
+    Column("ca_id", String(64), primary_key=True),
+    Column("kind", String(16), nullable=False),  # root-ca | product-ca | issuing-ca
+    Column("parent_id", String(64), ForeignKey("pki_cas.ca_id"), nullable=True),
+    Column("profile", String(40), nullable=False),
+    Column("key_uri", String(512), nullable=True),  # None: this home holds the certificate only
+    Column("cert_der", LargeBinary, nullable=False),
+    Column("subject", String(512), nullable=False),
+    Column("serial", String(40), nullable=False),
+    Column("not_before", DateTime(timezone=True), nullable=False),
+    Column("not_after", DateTime(timezone=True), nullable=False),
+    Column("base_url", String(255), nullable=False),  # CRL and OCSP URLs of what this CA issues
+    Column("device_domain", String(253), nullable=True),  # product CAs: host of device URIs
+    Column("order_id", String(64), nullable=True),  # issuing CAs: the production order
+    Column("status", String(16), nullable=False),  # active | revoked
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+    Column("revocation_reason", String(32), nullable=True),
+    Column("crl_number", BigInteger, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+pki_certs = Table(
+    "pki_certs",
+    metadata,
+    Column("ca_id", String(64), ForeignKey("pki_cas.ca_id"), primary_key=True),
+    Column("serial", String(40), primary_key=True),  # lower-case hex, no leading zeros
+    Column("profile", String(40), nullable=False),
+    Column("subject", String(512), nullable=False),
+    Column("key_id", String(64), nullable=False, index=True),  # SHA-256 of the subject's SPKI
+    Column("device_serial", String(64), nullable=True, unique=True),
+    Column("order_id", String(64), nullable=True, index=True),
+    Column("not_before", DateTime(timezone=True), nullable=False),
+    Column("not_after", DateTime(timezone=True), nullable=False),
+    Column("cert_der", LargeBinary, nullable=False),
+    Column("status", String(16), nullable=False),  # good | revoked
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+    Column("revocation_reason", String(32), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+pki_crls = Table(
+    "pki_crls",
+    metadata,
+    Column("ca_id", String(64), ForeignKey("pki_cas.ca_id"), primary_key=True),
+    Column("number", BigInteger, primary_key=True, autoincrement=False),
+    Column("base_number", BigInteger, nullable=True),  # delta CRLs: the full CRL they extend
+    Column("this_update", DateTime(timezone=True), nullable=False),
+    Column("next_update", DateTime(timezone=True), nullable=False),
+    Column("der", LargeBinary, nullable=False),
+)
+
+pki_est_tokens = Table(
+    "pki_est_tokens",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),  # SHA-256 of the token; the token is shown once
+    Column("ca_id", String(64), ForeignKey("pki_cas.ca_id"), nullable=False),
+    Column("profile", String(40), nullable=False),
+    Column("order_id", String(64), nullable=True),
+    Column("label", String(128), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("used_at", DateTime(timezone=True), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)

@@ -1,0 +1,1 @@
+"""Device PKI: CA hierarchy, root ceremony, certificate profiles, issuance, revocation, EST."""

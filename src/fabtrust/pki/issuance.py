@@ -1,0 +1,375 @@
+"""The pure core of issuance: CSR checks, the rules a chain imposes, and the certificate a profile
+describes. Bytes and values in, a ``CertificateBuilder`` or an exception out; time is passed in.
+
+Rules (RFC 5280 section cited where a rule comes from it):
+
+- A CSR is at most 64 KiB, PEM or DER, and its self-signature verifies (PKCS#10, RFC 2986 4.2).
+  Its key type must be one the profile allows. Requested extensions are never copied: the subject
+  and every extension come from the profile and the approved request.
+- Every issuer in the chain must be a CA (4.2.1.9), valid now (4.1.2.5), not revoked, allow one
+  more CA below it where the new certificate is a CA (pathLenConstraint, 4.2.1.9), and permit
+  every name in the request (name constraints, 4.2.1.10: URI constraints apply to the host part).
+- The new certificate's validity lies inside its issuer's (issue 3: validity beyond the issuer is
+  refused) and within the profile's maximum.
+- Serial numbers are positive, at most 20 octets, with at least 64 random bits (4.1.2.2).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from urllib.parse import urlsplit
+
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, mldsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
+
+from fabtrust.crypto.keys import KeyType, key_type_of, load_public_key, spki_der
+from fabtrust.errors import InvalidInput, PolicyViolation, VerificationFailed
+from fabtrust.pki.profiles import Profile
+
+MAX_CSR_BYTES = 64 * 1024
+
+_ATTRIBUTES: dict[str, tuple[x509.ObjectIdentifier, int]] = {
+    # name -> (OID, maximum length per RFC 5280 Appendix A upper bounds)
+    "countryName": (NameOID.COUNTRY_NAME, 2),
+    "organizationName": (NameOID.ORGANIZATION_NAME, 64),
+    "organizationalUnitName": (NameOID.ORGANIZATIONAL_UNIT_NAME, 64),
+    "commonName": (NameOID.COMMON_NAME, 64),
+    "serialNumber": (NameOID.SERIAL_NUMBER, 64),
+}
+_ORDER = ["countryName", "organizationName", "organizationalUnitName", "commonName", "serialNumber"]
+_EKU = {
+    "clientAuth": ExtendedKeyUsageOID.CLIENT_AUTH,
+    "serverAuth": ExtendedKeyUsageOID.SERVER_AUTH,
+    "OCSPSigning": ExtendedKeyUsageOID.OCSP_SIGNING,
+    "codeSigning": ExtendedKeyUsageOID.CODE_SIGNING,
+}
+_PRINTABLE = re.compile(r"^[A-Za-z0-9 '()+,\-./:=?]+$")  # PrintableString (X.680 41.4)
+_DNS_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+
+def load_csr(data: bytes) -> x509.CertificateSigningRequest:
+    """Parse a PKCS#10 request (PEM or DER) and verify its self-signature."""
+    if len(data) > MAX_CSR_BYTES:
+        raise InvalidInput(f"certificate request is larger than {MAX_CSR_BYTES} bytes")
+    if not data:
+        raise InvalidInput("certificate request is empty")
+    try:
+        if data.lstrip().startswith(b"-----BEGIN"):
+            csr = x509.load_pem_x509_csr(data)
+        else:
+            csr = x509.load_der_x509_csr(data)
+        valid = csr.is_signature_valid
+        public_der = spki_der(csr.public_key())  # type: ignore[arg-type]
+    except (ValueError, UnsupportedAlgorithm, TypeError):
+        raise InvalidInput("certificate request is malformed or uses an unsupported algorithm") from None
+    if not valid:
+        raise VerificationFailed("certificate request signature does not verify")
+    load_public_key(public_der)  # refuses key types fabtrust does not know
+    return csr
+
+
+def csr_key_type(csr: x509.CertificateSigningRequest, profile: Profile) -> KeyType:
+    """The request's key type, if the profile allows it."""
+    key = csr.public_key()
+    if not isinstance(key, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | mldsa.MLDSA65PublicKey):
+        raise PolicyViolation(f"profile {profile.name} does not allow this key algorithm")
+    key_type = key_type_of(key)
+    if key_type not in profile.key_types:
+        allowed = ", ".join(k.value for k in profile.key_types)
+        raise PolicyViolation(
+            f"profile {profile.name} does not allow {key_type.value} keys (allowed: {allowed})"
+        )
+    return key_type
+
+
+@dataclass(frozen=True)
+class NameRequest:
+    """What the approved request asks for: subject attributes and subject alternative names, and
+    for an issuing CA the URI/DNS subtrees it may name (its name constraints)."""
+
+    attributes: Mapping[str, str]
+    uris: tuple[str, ...] = ()
+    dns: tuple[str, ...] = ()
+    ips: tuple[str, ...] = ()
+    permitted_uri_hosts: tuple[str, ...] = ()
+    permitted_dns: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Urls:
+    """Where relying parties find revocation status for certificates a CA issues."""
+
+    crl: str | None = None
+    ocsp: str | None = None
+    ca_issuers: str | None = None
+
+
+@dataclass(frozen=True)
+class IssuerView:
+    """An issuer in the chain, as the rules see it: its certificate and whether it was revoked."""
+
+    certificate: x509.Certificate
+    revoked: bool = False
+    name: str = field(default="")
+
+
+def subject_name(profile: Profile, attributes: Mapping[str, str]) -> x509.Name:
+    unknown = set(attributes) - set(_ATTRIBUTES)
+    if unknown:
+        raise InvalidInput(f"unknown subject attributes: {', '.join(sorted(unknown))}")
+    allowed = set(profile.subject.required) | set(profile.subject.optional)
+    extra = set(attributes) - allowed
+    if extra:
+        raise PolicyViolation(f"profile {profile.name} does not allow subject {', '.join(sorted(extra))}")
+    missing = [a for a in profile.subject.required if not attributes.get(a)]
+    if missing:
+        raise InvalidInput(f"profile {profile.name} requires subject {', '.join(missing)}")
+    rdns = []
+    for name in _ORDER:
+        value = attributes.get(name)
+        if value is None:
+            continue
+        oid, limit = _ATTRIBUTES[name]
+        if not value or len(value) > limit or value != value.strip() or any(ord(c) < 0x20 for c in value):
+            raise InvalidInput(f"subject {name} must be 1-{limit} characters without control characters")
+        if name == "countryName" and not re.fullmatch(r"[A-Z]{2}", value):
+            raise InvalidInput("subject countryName must be two capital letters (ISO 3166)")
+        if name == "serialNumber" and not _PRINTABLE.fullmatch(value):
+            raise InvalidInput("subject serialNumber must be a PrintableString")
+        rdns.append(x509.NameAttribute(oid, value))
+    return x509.Name(rdns)
+
+
+def _check_dns(name: str) -> str:
+    labels = name.lower().rstrip(".").split(".")
+    if len(name) > 253 or len(labels) < 2 or not all(_DNS_LABEL.fullmatch(label) for label in labels):
+        raise InvalidInput(f"{name!r} is not a valid DNS name")
+    return ".".join(labels)
+
+
+def _uri_host(uri: str) -> str:
+    parts = urlsplit(uri)
+    if parts.scheme not in ("https", "http") or not parts.hostname or len(uri) > 255:
+        raise InvalidInput(f"{uri!r} is not an http(s) URI with a host (RFC 5280 4.2.1.10 needs a host)")
+    if any(ord(c) <= 0x20 or ord(c) > 0x7E for c in uri):
+        raise InvalidInput(f"{uri!r} must be printable ASCII (an IA5String)")
+    return _check_dns(parts.hostname)
+
+
+def san_entries(profile: Profile, request: NameRequest) -> list[x509.GeneralName]:
+    names: list[x509.GeneralName] = []
+    wanted = {"uri": request.uris, "dns": request.dns, "ip": request.ips}
+    for kind, values in wanted.items():
+        if values and kind not in profile.san:
+            raise PolicyViolation(f"profile {profile.name} does not allow {kind} subject alternative names")
+    for uri in request.uris:
+        _uri_host(uri)
+        names.append(x509.UniformResourceIdentifier(uri))
+    for dns in request.dns:
+        names.append(x509.DNSName(_check_dns(dns)))
+    for ip in request.ips:
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(ip)))
+        except ValueError:
+            raise InvalidInput(f"{ip!r} is not an IP address") from None
+    if not names and profile.san and "serialNumber" not in request.attributes:
+        raise InvalidInput(f"profile {profile.name} needs a subject alternative name")
+    return names
+
+
+def _host_within(host: str, base: str) -> bool:
+    """RFC 5280 4.2.1.10: a URI constraint names a host; ".example.com" means any host below it."""
+    base = base.lower()
+    if base.startswith("."):
+        return host.endswith(base)
+    return host == base
+
+
+def _dns_within(name: str, base: str) -> bool:
+    """RFC 5280 4.2.1.10: a DNS constraint is satisfied by the name itself or any name below it."""
+    base = base.lower().lstrip(".")
+    return name == base or name.endswith("." + base)
+
+
+def check_name_constraints(chain: Sequence[IssuerView], request: NameRequest) -> None:
+    """Refuse any name that an issuer's name constraints do not permit (or exclude)."""
+    hosts = [_uri_host(u) for u in request.uris]
+    dns = [_check_dns(d) for d in request.dns]
+    for issuer in chain:
+        try:
+            nc = issuer.certificate.extensions.get_extension_for_class(x509.NameConstraints).value
+        except x509.ExtensionNotFound:
+            continue
+        who = issuer.name or issuer.certificate.subject.rfc4514_string()
+        for subtrees, permit in ((nc.permitted_subtrees, True), (nc.excluded_subtrees, False)):
+            if subtrees is None:
+                continue
+            uri_bases = [g.value for g in subtrees if isinstance(g, x509.UniformResourceIdentifier)]
+            dns_bases = [g.value for g in subtrees if isinstance(g, x509.DNSName)]
+            for host in hosts:
+                if permit and uri_bases and not any(_host_within(host, b) for b in uri_bases):
+                    raise PolicyViolation(f"URI host {host} is outside the name constraints of {who}")
+                if not permit and any(_host_within(host, b) for b in uri_bases):
+                    raise PolicyViolation(f"URI host {host} is excluded by the name constraints of {who}")
+            for name in dns:
+                if permit and dns_bases and not any(_dns_within(name, b) for b in dns_bases):
+                    raise PolicyViolation(f"DNS name {name} is outside the name constraints of {who}")
+                if not permit and any(_dns_within(name, b) for b in dns_bases):
+                    raise PolicyViolation(f"DNS name {name} is excluded by the name constraints of {who}")
+
+
+def check_chain(chain: Sequence[IssuerView], profile: Profile, now: datetime) -> None:
+    """The issuers (nearest first) must be usable CAs now, and allow a certificate of this profile."""
+    if not chain:
+        raise InvalidInput("an issuer is needed")
+    for depth, issuer in enumerate(chain):
+        cert = issuer.certificate
+        who = issuer.name or cert.subject.rfc4514_string()
+        if issuer.revoked:
+            raise PolicyViolation(f"issuer {who} is revoked")
+        if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
+            raise PolicyViolation(f"issuer {who} is not valid now (expired or not yet valid)")
+        try:
+            bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+        except x509.ExtensionNotFound:
+            raise PolicyViolation(f"issuer {who} is not a CA") from None
+        if not bc.ca:
+            raise PolicyViolation(f"issuer {who} is not a CA")
+        # CA certificates between this issuer and the new certificate, the new one included if a CA
+        below = depth + (1 if profile.is_ca else 0)
+        if bc.path_length is not None and below > bc.path_length:
+            raise PolicyViolation(
+                f"issuer {who} allows no further CA below it (pathLenConstraint {bc.path_length})"
+            )
+
+
+def validity(
+    profile: Profile, issuer: x509.Certificate | None, now: datetime, not_after: datetime | None
+) -> tuple[datetime, datetime]:
+    """notBefore is now (to the second); notAfter as requested, at most the profile's maximum and
+    never beyond the issuer's own notAfter."""
+    start = now.replace(microsecond=0)
+    limit = start + timedelta(days=profile.max_validity_days)
+    end = limit if not_after is None else not_after.replace(microsecond=0)
+    if end <= start:
+        raise InvalidInput("notAfter must be later than now")
+    if end > limit:
+        raise PolicyViolation(
+            f"profile {profile.name} allows at most {profile.max_validity_days} days of validity"
+        )
+    if issuer is not None:
+        if not_after is None:
+            end = min(end, issuer.not_valid_after_utc)
+        elif end > issuer.not_valid_after_utc:
+            raise PolicyViolation("validity would extend beyond the issuer's")
+    return start, end
+
+
+def _key_usage(names: Sequence[str]) -> x509.KeyUsage:
+    flags = set(names)
+    return x509.KeyUsage(
+        digital_signature="digitalSignature" in flags,
+        content_commitment="contentCommitment" in flags,
+        key_encipherment="keyEncipherment" in flags,
+        data_encipherment="dataEncipherment" in flags,
+        key_agreement="keyAgreement" in flags,
+        key_cert_sign="keyCertSign" in flags,
+        crl_sign="cRLSign" in flags,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+def build_certificate(
+    profile: Profile,
+    subject_public_key: x509.CertificateSigningRequest | CertificatePublicKeyTypes,
+    request: NameRequest,
+    *,
+    issuer: x509.Certificate | None,
+    serial: int,
+    not_before: datetime,
+    not_after: datetime,
+    urls: Urls,
+) -> x509.CertificateBuilder:
+    """The certificate the profile describes, ready to be signed by the issuer's key.
+
+    ``issuer`` None means self-signed (the root). ``subject_public_key`` is a CSR (its key is
+    used, nothing else of it) or a public key.
+    """
+    if not 0 < serial < 2**159 or serial.bit_length() < 64:
+        raise InvalidInput("serial must be positive, at most 20 octets, with at least 64 random bits")
+    if isinstance(subject_public_key, x509.CertificateSigningRequest):
+        public_key = subject_public_key.public_key()
+    else:
+        public_key = subject_public_key
+    subject = subject_name(profile, request.attributes)
+    sans = san_entries(profile, request)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer.subject if issuer is not None else subject)
+        .public_key(public_key)
+        .serial_number(serial)
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+    )
+    builder = builder.add_extension(
+        x509.BasicConstraints(ca=profile.is_ca, path_length=profile.path_length), critical=True
+    )
+    builder = builder.add_extension(_key_usage(profile.key_usage), critical=True)
+    if profile.extended_key_usage:
+        builder = builder.add_extension(
+            x509.ExtendedKeyUsage([_EKU[u] for u in profile.extended_key_usage]), critical=False
+        )
+    ski = x509.SubjectKeyIdentifier.from_public_key(public_key)
+    builder = builder.add_extension(ski, critical=False)
+    if issuer is not None:
+        issuer_ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+        builder = builder.add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(issuer_ski), critical=False
+        )
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    if profile.name_constraints:
+        permitted: list[x509.GeneralName] = [
+            x509.UniformResourceIdentifier(h) for h in request.permitted_uri_hosts
+        ]
+        permitted += [x509.DNSName(_check_dns(d)) for d in request.permitted_dns]
+        if not permitted:
+            raise InvalidInput(
+                f"profile {profile.name} needs the names the CA may certify (name constraints)"
+            )
+        # RFC 5280 4.2.1.10: conforming CAs MUST mark this extension as critical
+        builder = builder.add_extension(
+            x509.NameConstraints(permitted_subtrees=permitted, excluded_subtrees=None), critical=True
+        )
+    if issuer is not None and profile.crl_distribution_point and urls.crl:
+        builder = builder.add_extension(
+            x509.CRLDistributionPoints(
+                [x509.DistributionPoint([x509.UniformResourceIdentifier(urls.crl)], None, None, None)]
+            ),
+            critical=False,
+        )
+    access = []
+    if issuer is not None and profile.ocsp and urls.ocsp:
+        access.append(
+            x509.AccessDescription(
+                AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(urls.ocsp)
+            )
+        )
+    if issuer is not None and urls.ca_issuers:
+        access.append(
+            x509.AccessDescription(
+                AuthorityInformationAccessOID.CA_ISSUERS, x509.UniformResourceIdentifier(urls.ca_issuers)
+            )
+        )
+    if access:
+        builder = builder.add_extension(x509.AuthorityInformationAccess(access), critical=False)
+    return builder

@@ -1,0 +1,859 @@
+"""The CA service: root ceremony, product and issuing CAs, issuance from CSRs, revocation state.
+
+Straight lines (read → validate → authorise → act → record): the rules live in the pure
+``issuance`` module, persistence in the ``pki_*`` tables, keys in the key store. Every act and
+every refusal is an audit entry (``fabtrust.audit.pki/v1``) naming the CA key used.
+
+Where the keys live:
+
+- root and product CAs: the OEM's key store (the root key is imported from the ceremony, so that
+  its encrypted backup can exist; it is non-exportable from then on);
+- issuing CAs: the station's key store. The OEM signs the station's CSR and records the CA
+  without a key; the station records the same certificate with its key (``adopt_issuing_ca``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import secrets
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from sqlalchemy import Connection, RowMapping, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from fabtrust.clock import Clock, rfc3339, system_clock
+from fabtrust.crypto import dsse
+from fabtrust.crypto.keys import KeyType, KeyUsage, generate_private_key, key_id, spki_der
+from fabtrust.errors import Conflict, FabtrustError, InvalidInput, NotFound, PolicyViolation
+from fabtrust.keystore.base import KeyInfo, KeyStore, importer
+from fabtrust.pki import custody
+from fabtrust.pki.issuance import (
+    IssuerView,
+    NameRequest,
+    Urls,
+    build_certificate,
+    check_chain,
+    check_name_constraints,
+    csr_key_type,
+    load_csr,
+    validity,
+)
+from fabtrust.pki.profiles import Profile, Profiles
+from fabtrust.pki.signing import ca_private_key, signature_hash
+from fabtrust.store.engine import Store
+from fabtrust.store.tables import pki_cas, pki_certs
+from fabtrust.tlog.audit import AuditLog, Outcome
+
+AUDIT_PKI = "fabtrust.audit.pki/v1"
+BUNDLE_FORMAT = "fabtrust.ca-bundle/v1"
+CEREMONY_TYPE = "application/vnd.fabtrust.root-ceremony+json"
+ROOT_ID = "root"
+DEFAULT_BASE_URL = "http://pki.fabtrust.local"
+
+# RFC 5280 5.3.1 reasonCode values fabtrust uses (certificateHold and removeFromCRL are not offered:
+# revocation here is final).
+REASONS: dict[str, x509.ReasonFlags] = {
+    "unspecified": x509.ReasonFlags.unspecified,
+    "keyCompromise": x509.ReasonFlags.key_compromise,
+    "cACompromise": x509.ReasonFlags.ca_compromise,
+    "affiliationChanged": x509.ReasonFlags.affiliation_changed,
+    "superseded": x509.ReasonFlags.superseded,
+    "cessationOfOperation": x509.ReasonFlags.cessation_of_operation,
+    "privilegeWithdrawn": x509.ReasonFlags.privilege_withdrawn,
+}
+
+
+def serial_hex(serial: int) -> str:
+    return format(serial, "x")
+
+
+def fingerprint(cert: x509.Certificate) -> str:
+    """Hex SHA-256 of the certificate's public key (SPKI): what custodians and auditors compare."""
+    return key_id(spki_der(cert.public_key()))  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class CaRecord:
+    ca_id: str
+    kind: str
+    parent_id: str | None
+    profile: str
+    key_uri: str | None
+    certificate: x509.Certificate
+    base_url: str
+    device_domain: str | None
+    order_id: str | None
+    status: str
+    crl_number: int
+
+    @classmethod
+    def from_row(cls, row: RowMapping) -> CaRecord:
+        return cls(
+            row["ca_id"],
+            row["kind"],
+            row["parent_id"],
+            row["profile"],
+            row["key_uri"],
+            x509.load_der_x509_certificate(row["cert_der"]),
+            row["base_url"],
+            row["device_domain"],
+            row["order_id"],
+            row["status"],
+            int(row["crl_number"]),
+        )
+
+    def urls(self) -> Urls:
+        return Urls(crl=f"{self.base_url}/pki/crl/{self.ca_id}.crl", ocsp=f"{self.base_url}/pki/ocsp")
+
+
+@dataclass(frozen=True)
+class Ceremony:
+    """What the root ceremony hands back for the faces to write out; the service writes no files."""
+
+    ceremony_id: str
+    root: CaRecord
+    backup: bytes  # fabtrust.root-backup/v1
+    shares: list[tuple[str, bytes]]  # (custodian, fabtrust.custodian-share/v1)
+    transcript: bytes  # DSSE envelope signed by the root key
+
+
+@dataclass(frozen=True)
+class Issued:
+    ca_id: str
+    certificate: x509.Certificate
+
+    @property
+    def serial(self) -> str:
+        return serial_hex(self.certificate.serial_number)
+
+
+class PkiService:
+    def __init__(
+        self,
+        store: Store,
+        keystore: KeyStore,
+        audit: AuditLog,
+        *,
+        actor: str,
+        clock: Clock = system_clock,
+        profiles: Profiles | None = None,
+    ) -> None:
+        self._store = store
+        self._keystore = keystore
+        self._audit = audit
+        self._actor = actor
+        self._clock = clock
+        self.profiles = profiles or Profiles.builtin()
+
+    # -- records -----------------------------------------------------------------------------------
+
+    def _record(self, action: str, subject: str, *, outcome: Outcome = Outcome.OK, **details: Any) -> None:
+        self._audit.record(AUDIT_PKI, self._actor, action, subject, outcome, details)
+
+    def _refusal(self, action: str, subject: str, error: FabtrustError, **details: Any) -> None:
+        self._record(
+            action, subject, outcome=Outcome.REFUSED, reason=error.code, message=error.message, **details
+        )
+
+    def ca(self, ca_id: str) -> CaRecord:
+        with self._store.read() as conn:
+            row = conn.execute(select(pki_cas).where(pki_cas.c.ca_id == ca_id)).mappings().first()
+        if row is None:
+            raise NotFound(f"no CA {ca_id!r}")
+        return CaRecord.from_row(row)
+
+    def cas(self) -> list[CaRecord]:
+        with self._store.read() as conn:
+            rows = conn.execute(select(pki_cas).order_by(pki_cas.c.created_at)).mappings().all()
+        return [CaRecord.from_row(r) for r in rows]
+
+    def chain(self, ca_id: str) -> list[CaRecord]:
+        """The CA and its ancestors, nearest first, ending at the root."""
+        chain, seen = [], set()
+        current: str | None = ca_id
+        while current is not None:
+            if current in seen:
+                raise Conflict("CA hierarchy has a cycle (store damaged)")
+            seen.add(current)
+            record = self.ca(current)
+            chain.append(record)
+            current = record.parent_id
+        return chain
+
+    def _views(self, chain: Sequence[CaRecord]) -> list[IssuerView]:
+        return [IssuerView(r.certificate, r.status == "revoked", r.ca_id) for r in chain]
+
+    def _ca_key(self, record: CaRecord) -> tuple[KeyInfo, Any]:
+        if record.key_uri is None:
+            raise PolicyViolation(f"this data home does not hold the key of CA {record.ca_id}")
+        info = self._keystore.get(record.key_uri)
+        return info, ca_private_key(self._keystore, info)
+
+    def _insert_ca(
+        self,
+        conn: Connection,
+        ca_id: str,
+        kind: str,
+        parent: str | None,
+        profile: Profile,
+        key_uri: str | None,
+        cert: x509.Certificate,
+        base_url: str,
+        *,
+        device_domain: str | None = None,
+        order_id: str | None = None,
+    ) -> None:
+        if conn.execute(select(pki_cas.c.ca_id).where(pki_cas.c.ca_id == ca_id)).first():
+            raise Conflict(f"CA {ca_id!r} exists already")
+        conn.execute(
+            insert(pki_cas).values(
+                ca_id=ca_id,
+                kind=kind,
+                parent_id=parent,
+                profile=profile.name,
+                key_uri=key_uri,
+                cert_der=cert.public_bytes(serialization.Encoding.DER),
+                subject=cert.subject.rfc4514_string(),
+                serial=serial_hex(cert.serial_number),
+                not_before=cert.not_valid_before_utc,
+                not_after=cert.not_valid_after_utc,
+                base_url=base_url,
+                device_domain=device_domain,
+                order_id=order_id,
+                status="active",
+                crl_number=0,
+                created_at=self._clock(),
+            )
+        )
+
+    # -- the root ceremony -------------------------------------------------------------------------
+
+    def init_root(
+        self,
+        *,
+        attributes: dict[str, str],
+        custodians: Sequence[tuple[str, str]],
+        threshold: int,
+        key_type: KeyType = KeyType.P384,
+        validity_days: int | None = None,
+        base_url: str = DEFAULT_BASE_URL,
+        scrypt_n: int = 2**15,
+    ) -> Ceremony:
+        """Create the root key and certificate, its encrypted backup and the custodians' shares."""
+        profile = self.profiles.get("root-ca")
+        with self._store.read() as conn:
+            if conn.execute(select(pki_cas.c.ca_id).where(pki_cas.c.ca_id == ROOT_ID)).first():
+                raise Conflict("a root CA exists already in this data home")
+        if key_type not in profile.key_types:
+            raise PolicyViolation(
+                f"the root key must be one of {', '.join(k.value for k in profile.key_types)}"
+            )
+        _check_base_url(base_url)
+        ceremony_id = secrets.token_hex(8)
+        now = self._clock()
+        private = generate_private_key(key_type)
+        root_fp = key_id(spki_der(private.public_key()))
+        pkcs8 = private.private_bytes(
+            serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        backup, backup_key = custody.new_backup(pkcs8, key_type.value, root_fp, ceremony_id, rfc3339(now))
+        shares = custody.split_backup_key(
+            backup_key, custodians, threshold, ceremony_id, root_fp, scrypt_n=scrypt_n
+        )
+        label = f"root-ca-{ceremony_id}"
+        info = importer(self._keystore).import_private_key(label, key_type, KeyUsage.SIGN, pkcs8)
+        del pkcs8, private, backup_key  # the key store holds the only usable copy from here
+        not_before, not_after = validity(profile, None, now, _days_after(now, validity_days))
+        builder = build_certificate(
+            profile,
+            ca_private_key(self._keystore, info).public_key(),
+            NameRequest(attributes),
+            issuer=None,
+            serial=x509.random_serial_number(),
+            not_before=not_before,
+            not_after=not_after,
+            urls=Urls(),
+        )
+        cert = builder.sign(ca_private_key(self._keystore, info), signature_hash(info))
+        transcript_doc = {
+            "format": "fabtrust.root-ceremony/v1",
+            "ceremony": ceremony_id,
+            "time": rfc3339(now),
+            "operator": self._actor,
+            "root": {
+                "subject": cert.subject.rfc4514_string(),
+                "fingerprint": root_fp,
+                "key_type": key_type.value,
+                "key_uri": info.uri,
+                "not_after": rfc3339(cert.not_valid_after_utc),
+                "serial": serial_hex(cert.serial_number),
+            },
+            "threshold": threshold,
+            "custodians": [
+                {"custodian": c, "index": i, "share_fingerprint": fp}
+                for c, i, fp in (custody.share_fingerprints(doc) for _, doc in shares)
+            ],
+            "backup_sha256": hashlib.sha256(backup).hexdigest(),
+        }
+        payload = json.dumps(transcript_doc, sort_keys=True, indent=2).encode()
+        envelope = dsse.sign(
+            CEREMONY_TYPE, payload, [(info.key_id, lambda m: self._keystore.sign(info.uri, m))]
+        )
+        with self._store.write() as conn:
+            self._insert_ca(conn, ROOT_ID, "root-ca", None, profile, info.uri, cert, base_url)
+        self._record(
+            "ca.init-root",
+            ROOT_ID,
+            ceremony=ceremony_id,
+            fingerprint=root_fp,
+            key_id=info.key_id,
+            threshold=threshold,
+            custodians=len(custodians),
+            transcript_sha256=hashlib.sha256(payload).hexdigest(),
+        )
+        return Ceremony(ceremony_id, self.ca(ROOT_ID), backup, shares, envelope.to_json())
+
+    def restore_root(
+        self,
+        backup: bytes,
+        shares: Sequence[custody.CustodianShare],
+        *,
+        root_certificate: x509.Certificate | None = None,
+        base_url: str = DEFAULT_BASE_URL,
+    ) -> CaRecord:
+        """Rebuild the root key from its backup and enough custodian shares, into this key store."""
+        try:
+            pkcs8 = custody.recover_private_key(backup, shares)
+            private = serialization.load_der_private_key(pkcs8, password=None)
+            root_fp = key_id(spki_der(private.public_key()))  # type: ignore[arg-type]
+            with self._store.read() as conn:
+                row = conn.execute(select(pki_cas).where(pki_cas.c.ca_id == ROOT_ID)).mappings().first()
+            existing = CaRecord.from_row(row) if row is not None else None
+            cert = existing.certificate if existing is not None else root_certificate
+            if cert is None:
+                raise InvalidInput("this data home has no root CA: give the root certificate to restore it")
+            if fingerprint(cert) != root_fp:
+                raise PolicyViolation("the restored key does not belong to the root certificate")
+            key_type = KeyType(custody_key_type(backup))
+            label = f"root-ca-restored-{secrets.token_hex(4)}"
+            info = importer(self._keystore).import_private_key(label, key_type, KeyUsage.SIGN, pkcs8)
+            del pkcs8, private
+        except FabtrustError as exc:
+            self._refusal("ca.restore-root", ROOT_ID, exc, shares=len(shares))
+            raise
+        with self._store.write() as conn:
+            if existing is None:
+                self._insert_ca(
+                    conn, ROOT_ID, "root-ca", None, self.profiles.get("root-ca"), info.uri, cert, base_url
+                )
+            else:
+                conn.execute(update(pki_cas).where(pki_cas.c.ca_id == ROOT_ID).values(key_uri=info.uri))
+        self._record(
+            "ca.restore-root",
+            ROOT_ID,
+            fingerprint=root_fp,
+            key_id=info.key_id,
+            custodians=sorted(s.custodian for s in shares),
+        )
+        return self.ca(ROOT_ID)
+
+    # -- product and issuing CAs -------------------------------------------------------------------
+
+    def create_product_ca(
+        self,
+        name: str,
+        *,
+        attributes: dict[str, str],
+        device_domain: str,
+        key_type: KeyType = KeyType.P384,
+        validity_days: int | None = None,
+    ) -> CaRecord:
+        """A CA for one product line, key in this key store, signed by the root."""
+        ca_id = f"product-{_check_name(name)}"
+        profile = self.profiles.get("product-ca")
+        try:
+            if key_type not in profile.key_types:
+                raise PolicyViolation(f"profile product-ca does not allow {key_type.value} keys")
+            root = self.ca(ROOT_ID)
+            check_chain(self._views([root]), profile, self._clock())
+            from fabtrust.pki.issuance import _check_dns
+
+            domain = _check_dns(device_domain)
+            info = self._keystore.generate(f"{ca_id}-{secrets.token_hex(4)}", key_type, KeyUsage.SIGN)
+            cert = self._sign_ca(
+                root,
+                profile,
+                ca_private_key(self._keystore, info).public_key(),
+                NameRequest(attributes),
+                validity_days,
+            )
+            with self._store.write() as conn:
+                self._insert_ca(
+                    conn,
+                    ca_id,
+                    "product-ca",
+                    ROOT_ID,
+                    profile,
+                    info.uri,
+                    cert,
+                    root.base_url,
+                    device_domain=domain,
+                )
+        except FabtrustError as exc:
+            self._refusal("ca.create-product", ca_id, exc)
+            raise
+        self._record(
+            "ca.create-product",
+            ca_id,
+            key_id=info.key_id,
+            device_domain=domain,
+            serial=serial_hex(cert.serial_number),
+            issuer_key_id=self._key_id_of(root),
+        )
+        return self.ca(ca_id)
+
+    def sign_issuing_ca(
+        self,
+        product: str,
+        csr_data: bytes,
+        *,
+        station: str,
+        order_id: str,
+        not_after: datetime,
+        attributes: dict[str, str] | None = None,
+    ) -> CaRecord:
+        """Certify a station's order-bound issuing key (its CSR): path length 0, valid until the end of
+        the order's window, constrained to the product's device URIs."""
+        parent = self.ca(f"product-{_check_name(product)}")
+        ca_id = f"issuing-{_check_name(station)}-{_check_name(order_id)}"
+        profile = self.profiles.get("issuing-ca")
+        try:
+            csr = load_csr(csr_data)
+            csr_key_type(csr, profile)
+            check_chain(self._views(self.chain(parent.ca_id)), profile, self._clock())
+            org = parent.certificate.subject.get_attributes_for_oid(x509.NameOID.ORGANIZATION_NAME)
+            attrs = attributes or {
+                "commonName": f"{station} {order_id}"[:64],
+                "organizationName": str(org[0].value) if org else "fabtrust",
+            }
+            request = NameRequest(attrs, permitted_uri_hosts=(parent.device_domain or "",))
+            if not parent.device_domain:
+                raise PolicyViolation(
+                    f"product CA {parent.ca_id} has no device domain to constrain issuing CAs to"
+                )
+            cert = self._sign_ca(parent, profile, csr, request, None, not_after=not_after)
+            with self._store.write() as conn:
+                self._insert_ca(
+                    conn,
+                    ca_id,
+                    "issuing-ca",
+                    parent.ca_id,
+                    profile,
+                    None,
+                    cert,
+                    parent.base_url,
+                    order_id=order_id,
+                    device_domain=parent.device_domain,
+                )
+        except FabtrustError as exc:
+            self._refusal("ca.sign-issuing", ca_id, exc, order=order_id)
+            raise
+        self._record(
+            "ca.sign-issuing",
+            ca_id,
+            order=order_id,
+            station=station,
+            serial=serial_hex(cert.serial_number),
+            key_id=key_id(spki_der(cert.public_key())),  # type: ignore[arg-type]
+            issuer_key_id=self._key_id_of(parent),
+            not_after=rfc3339(cert.not_valid_after_utc),
+        )
+        return self.ca(ca_id)
+
+    def export_bundle(self, ca_id: str) -> bytes:
+        """A ``fabtrust.ca-bundle/v1`` document: the CA and its issuers up to the root, with the ids,
+        kinds and URLs another data home (a station) needs to adopt it. Public data only."""
+        entries = [
+            {
+                "ca_id": r.ca_id,
+                "kind": r.kind,
+                "parent_id": r.parent_id,
+                "profile": r.profile,
+                "certificate": r.certificate.public_bytes(serialization.Encoding.PEM).decode(),
+                "base_url": r.base_url,
+                "device_domain": r.device_domain,
+                "order_id": r.order_id,
+            }
+            for r in self.chain(ca_id)
+        ]
+        return json.dumps({"format": BUNDLE_FORMAT, "cas": entries}, indent=2).encode() + b"\n"
+
+    def adopt_bundle(self, bundle: bytes, *, key_uri: str | None) -> CaRecord:
+        """Record the CAs of a bundle (nearest first); at a station, with the key of the first one.
+
+        Every link must verify up to a self-signed root; a root already known here must be the same
+        certificate; the key, if named, must be the first CA's public key.
+        """
+        entries = _parse_bundle(bundle)
+        certs = [e[1] for e in entries]
+        for child, parent in itertools.pairwise(certs):
+            try:
+                child.verify_directly_issued_by(parent)
+            except (ValueError, TypeError, InvalidSignature) as exc:
+                raise PolicyViolation(
+                    "CA bundle does not link (a certificate is not issued by the next)"
+                ) from exc
+        try:
+            certs[-1].verify_directly_issued_by(certs[-1])
+        except (ValueError, TypeError, InvalidSignature) as exc:
+            raise PolicyViolation("CA bundle does not end at a self-signed root") from exc
+        if key_uri is not None:
+            info = self._keystore.get(key_uri)
+            if info.public_key_der != spki_der(certs[0].public_key()):  # type: ignore[arg-type]
+                raise PolicyViolation("the key does not belong to the CA certificate")
+        with self._store.write() as conn:
+            for position, (entry, cert) in reversed(list(enumerate(entries))):
+                row = (
+                    conn.execute(select(pki_cas).where(pki_cas.c.ca_id == entry["ca_id"])).mappings().first()
+                )
+                own_key = key_uri if position == 0 else None
+                if row is None:
+                    self._insert_ca(
+                        conn,
+                        entry["ca_id"],
+                        entry["kind"],
+                        entry["parent_id"],
+                        self.profiles.get(entry["profile"]),
+                        own_key,
+                        cert,
+                        entry["base_url"],
+                        device_domain=entry["device_domain"],
+                        order_id=entry["order_id"],
+                    )
+                elif row["cert_der"] != cert.public_bytes(serialization.Encoding.DER):
+                    raise Conflict(f"CA {entry['ca_id']!r} exists here with another certificate")
+                elif own_key is not None:
+                    conn.execute(
+                        update(pki_cas).where(pki_cas.c.ca_id == entry["ca_id"]).values(key_uri=own_key)
+                    )
+        first = entries[0][0]["ca_id"]
+        self._record("ca.adopt", first, chain=[e[0]["ca_id"] for e in entries], with_key=key_uri is not None)
+        return self.ca(first)
+
+    def _sign_ca(
+        self,
+        issuer: CaRecord,
+        profile: Profile,
+        subject_key: Any,
+        request: NameRequest,
+        validity_days: int | None,
+        *,
+        not_after: datetime | None = None,
+    ) -> x509.Certificate:
+        now = self._clock()
+        info, key = self._ca_key(issuer)
+        start, end = validity(profile, issuer.certificate, now, not_after or _days_after(now, validity_days))
+        builder = build_certificate(
+            profile,
+            subject_key,
+            request,
+            issuer=issuer.certificate,
+            serial=x509.random_serial_number(),
+            not_before=start,
+            not_after=end,
+            urls=issuer.urls(),
+        )
+        return builder.sign(key, signature_hash(info))
+
+    def _key_id_of(self, record: CaRecord) -> str:
+        return key_id(spki_der(record.certificate.public_key()))  # type: ignore[arg-type]
+
+    # -- issuance ----------------------------------------------------------------------------------
+
+    def issue(
+        self,
+        ca_id: str,
+        profile_name: str,
+        csr_data: bytes,
+        request: NameRequest,
+        *,
+        device_serial: str | None = None,
+        order_id: str | None = None,
+        not_after: datetime | None = None,
+    ) -> Issued:
+        """Issue an end-entity certificate from a CSR, as the profile and the chain allow."""
+        subject = f"device:{device_serial}" if device_serial else f"ca:{ca_id}"
+        try:
+            profile = self.profiles.get(profile_name)
+            if profile.is_ca:
+                raise PolicyViolation("CA certificates are made by the CA commands, not issued from here")
+            csr = load_csr(csr_data)
+            csr_key_type(csr, profile)
+            chain = self.chain(ca_id)
+            issuer = chain[0]
+            now = self._clock()
+            check_chain(self._views(chain), profile, now)
+            if profile.name == "device-idevid":
+                if not device_serial:
+                    raise InvalidInput("a device certificate needs the device serial")
+                request = NameRequest(
+                    {**request.attributes, "serialNumber": device_serial},
+                    request.uris,
+                    request.dns,
+                    request.ips,
+                )
+            check_name_constraints(self._views(chain), request)
+            info, key = self._ca_key(issuer)
+            start, end = validity(profile, issuer.certificate, now, not_after)
+            builder = build_certificate(
+                profile,
+                csr,
+                request,
+                issuer=issuer.certificate,
+                serial=x509.random_serial_number(),
+                not_before=start,
+                not_after=end,
+                urls=issuer.urls(),
+            )
+            subject_key_id = key_id(spki_der(csr.public_key()))  # type: ignore[arg-type]
+            with self._store.write() as conn:
+                if (
+                    device_serial
+                    and conn.execute(
+                        select(pki_certs.c.serial).where(pki_certs.c.device_serial == device_serial)
+                    ).first()
+                ):
+                    raise Conflict(f"device serial {device_serial} has a certificate already")
+                if (
+                    profile.name == "device-idevid"
+                    and conn.execute(
+                        select(pki_certs.c.serial).where(
+                            pki_certs.c.key_id == subject_key_id, pki_certs.c.profile == profile.name
+                        )
+                    ).first()
+                ):
+                    raise Conflict("this device key is certified already (a cloned or replayed key)")
+                cert = builder.sign(key, signature_hash(info))
+                try:
+                    conn.execute(
+                        insert(pki_certs).values(
+                            ca_id=issuer.ca_id,
+                            serial=serial_hex(cert.serial_number),
+                            profile=profile.name,
+                            subject=cert.subject.rfc4514_string(),
+                            key_id=subject_key_id,
+                            device_serial=device_serial,
+                            order_id=order_id,
+                            not_before=cert.not_valid_before_utc,
+                            not_after=cert.not_valid_after_utc,
+                            cert_der=cert.public_bytes(serialization.Encoding.DER),
+                            status="good",
+                            created_at=now,
+                        )
+                    )
+                except IntegrityError:
+                    raise Conflict("a certificate with this device serial or serial number exists") from None
+        except FabtrustError as exc:
+            self._refusal("cert.issue", subject, exc, ca=ca_id, profile=profile_name)
+            raise
+        self._record(
+            "cert.issue",
+            subject,
+            ca=issuer.ca_id,
+            profile=profile.name,
+            serial=serial_hex(cert.serial_number),
+            key_id=info.key_id,
+            purpose="certificate issuance",
+            subject_key_id=subject_key_id,
+            order=order_id,
+        )
+        return Issued(issuer.ca_id, cert)
+
+    def certificate(self, ca_id: str, serial: str) -> tuple[x509.Certificate, RowMapping]:
+        with self._store.read() as conn:
+            row = (
+                conn.execute(
+                    select(pki_certs).where(
+                        pki_certs.c.ca_id == ca_id, pki_certs.c.serial == serial.lower().lstrip("0")
+                    )
+                )
+                .mappings()
+                .first()
+            )
+        if row is None:
+            raise NotFound(f"no certificate {serial} issued by {ca_id}")
+        return x509.load_der_x509_certificate(row["cert_der"]), row
+
+    def certificates(self, ca_id: str | None = None) -> Iterator[RowMapping]:
+        with self._store.read() as conn:
+            query = select(pki_certs).order_by(pki_certs.c.created_at)
+            if ca_id is not None:
+                query = query.where(pki_certs.c.ca_id == ca_id)
+            yield from conn.execute(query).mappings().all()
+
+    # -- revocation state --------------------------------------------------------------------------
+
+    def revoke(
+        self,
+        *,
+        reason: str,
+        ca_id: str | None = None,
+        serial: str | None = None,
+        device_serial: str | None = None,
+        order_id: str | None = None,
+        issuing_ca: str | None = None,
+    ) -> int:
+        """Revoke by serial (with its CA), device serial, production order or issuing CA.
+
+        Returns how many certificates (or CAs) changed; revoking what is revoked already counts
+        nothing and is not an error.
+        """
+        if reason not in REASONS:
+            raise InvalidInput(f"unknown revocation reason {reason!r} (RFC 5280 5.3.1: {', '.join(REASONS)})")
+        chosen = [x for x in (serial, device_serial, order_id, issuing_ca) if x is not None]
+        if len(chosen) != 1 or (serial is not None and ca_id is None):
+            raise InvalidInput("revoke one thing: --serial with --ca, --device, --order or --issuing-ca")
+        now = self._clock()
+        with self._store.write() as conn:
+            if issuing_ca is not None:
+                record = self.ca(issuing_ca)
+                if record.kind == "root-ca":
+                    raise PolicyViolation("the root cannot be revoked; retire it with a new ceremony")
+                changed = conn.execute(
+                    update(pki_cas)
+                    .where(pki_cas.c.ca_id == issuing_ca, pki_cas.c.status == "active")
+                    .values(status="revoked", revoked_at=now, revocation_reason=reason)
+                ).rowcount
+                what = f"ca:{issuing_ca}"
+            else:
+                query = update(pki_certs).where(pki_certs.c.status == "good")
+                if serial is not None:
+                    query = query.where(
+                        pki_certs.c.ca_id == ca_id, pki_certs.c.serial == serial.lower().lstrip("0")
+                    )
+                    what = f"cert:{ca_id}:{serial}"
+                elif device_serial is not None:
+                    query = query.where(pki_certs.c.device_serial == device_serial)
+                    what = f"device:{device_serial}"
+                else:
+                    query = query.where(pki_certs.c.order_id == order_id)
+                    what = f"order:{order_id}"
+                changed = conn.execute(
+                    query.values(status="revoked", revoked_at=now, revocation_reason=reason)
+                ).rowcount
+        if changed == 0 and (serial is not None or device_serial is not None or issuing_ca is not None):
+            self._check_exists(ca_id, serial, device_serial)
+        self._record("cert.revoke", what, reason=reason, count=changed)
+        return int(changed)
+
+    def _check_exists(self, ca_id: str | None, serial: str | None, device_serial: str | None) -> None:
+        with self._store.read() as conn:
+            if serial is not None:
+                found = conn.execute(
+                    select(pki_certs.c.serial).where(
+                        pki_certs.c.ca_id == ca_id, pki_certs.c.serial == serial.lower().lstrip("0")
+                    )
+                ).first()
+            elif device_serial is not None:
+                found = conn.execute(
+                    select(pki_certs.c.serial).where(pki_certs.c.device_serial == device_serial)
+                ).first()
+            else:
+                return
+        if found is None:
+            raise NotFound("no such certificate")
+
+
+def custody_key_type(backup: bytes) -> str:
+    doc = json.loads(backup)
+    value = doc.get("key_type") if isinstance(doc, dict) else None
+    if not isinstance(value, str):
+        raise InvalidInput("root backup has no key type")
+    return value
+
+
+def _days_after(now: datetime, days: int | None) -> datetime | None:
+    from datetime import timedelta
+
+    return None if days is None else now.replace(microsecond=0) + timedelta(days=days)
+
+
+def _check_name(value: str) -> str:
+    import re
+
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,40}", value):
+        raise InvalidInput(f"{value!r} must be 1-41 characters of a-z, 0-9 and -")
+    return value
+
+
+def _check_base_url(url: str) -> None:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname or parts.path not in ("", "/") or parts.query:
+        # RFC 5280 4.2.1.13 / RFC 6960: relying parties fetch CRLs and OCSP over plain HTTP
+        raise InvalidInput("the PKI base URL must be http://host[:port] (CRL and OCSP are fetched over HTTP)")
+
+
+_BUNDLE_FIELDS = {
+    "ca_id",
+    "kind",
+    "parent_id",
+    "profile",
+    "certificate",
+    "base_url",
+    "device_domain",
+    "order_id",
+}
+
+
+def _parse_bundle(raw: bytes) -> list[tuple[dict[str, Any], x509.Certificate]]:
+    """Strictly parse a CA bundle: nearest CA first, each entry's parent the next one's id."""
+    if len(raw) > 1024 * 1024:
+        raise InvalidInput("CA bundle is too large")
+    try:
+        doc = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise InvalidInput("CA bundle is not valid JSON") from None
+    if not isinstance(doc, dict) or doc.get("format") != BUNDLE_FORMAT or set(doc) != {"format", "cas"}:
+        raise InvalidInput(f"not a {BUNDLE_FORMAT} document")
+    cas = doc["cas"]
+    if not isinstance(cas, list) or not 1 <= len(cas) <= 8:
+        raise InvalidInput("CA bundle must list 1 to 8 CAs")
+    result = []
+    for i, entry in enumerate(cas):
+        if not isinstance(entry, dict) or set(entry) != _BUNDLE_FIELDS:
+            raise InvalidInput(f"CA bundle entry {i} has missing or unknown fields")
+        if entry["kind"] not in ("root-ca", "product-ca", "issuing-ca") or not isinstance(
+            entry["ca_id"], str
+        ):
+            raise InvalidInput(f"CA bundle entry {i} has an unknown kind")
+        expected_parent = cas[i + 1]["ca_id"] if i + 1 < len(cas) and isinstance(cas[i + 1], dict) else None
+        if entry["parent_id"] != expected_parent:
+            raise InvalidInput(f"CA bundle entry {i} does not name the next entry as its parent")
+        _check_base_url(entry["base_url"])
+        try:
+            cert = x509.load_pem_x509_certificate(entry["certificate"].encode())
+        except (ValueError, AttributeError):
+            raise InvalidInput(f"CA bundle entry {i} holds no valid certificate") from None
+        result.append((entry, cert))
+    return result
+
+
+def make_csr(keystore: KeyStore, key_uri: str, attributes: dict[str, str]) -> bytes:
+    """A PKCS#10 request for a key in the key store (a station asking for its issuing CA)."""
+    from fabtrust.pki.issuance import subject_name
+
+    info = keystore.get(key_uri)
+    profile = Profiles.builtin().get("issuing-ca")
+    builder = x509.CertificateSigningRequestBuilder().subject_name(subject_name(profile, attributes))
+    csr = builder.sign(ca_private_key(keystore, info), signature_hash(info))
+    return csr.public_bytes(serialization.Encoding.PEM)
