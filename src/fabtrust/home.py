@@ -34,6 +34,7 @@ from fabtrust.errors import Conflict, FabtrustError, InvalidInput, NotAuthorised
 from fabtrust.keystore.base import KeyStore
 from fabtrust.keystore.service import KeyEvent, KeyService
 from fabtrust.keystore.soft import SoftKeyStore
+from fabtrust.pki.service import PkiService
 from fabtrust.store.engine import Store, parse_db_url, sqlite_url
 from fabtrust.tlog.audit import AuditLog, Outcome
 from fabtrust.tlog.checkpoint import NoteVerifier, verifier_key
@@ -171,6 +172,7 @@ class Home:
         self.log = MerkleLog(store, config.origin, self.log_signer, clock=clock)
         self.audit = AuditLog(self.log, clock=clock)
         self._keys: KeyService | None = None
+        self._pki: PkiService | None = None
 
     # -- opening ---------------------------------------------------------------------------------
 
@@ -309,6 +311,15 @@ class Home:
                 self.path, self.config.keystore, self._passphrase, self._pin, create=False
             )
         return self._keystore
+
+    @property
+    def pki(self) -> PkiService:
+        """The device PKI of this home (opens the key store: CA keys sign)."""
+        if self._pki is None:
+            self._pki = PkiService(
+                self.store, self.keystore(), self.audit, actor=self.actor, clock=self.clock
+            )
+        return self._pki
 
     @property
     def keys(self) -> KeyService:

@@ -328,7 +328,7 @@ def _parse_share(document: bytes) -> _SealedShare:
     _check_members(doc, _SHARE_FIELDS, what)
     ceremony = _text(doc["ceremony"], f"{what} ceremony", MAX_CEREMONY_ID)
     custodian = _text(doc["custodian"], f"{what} custodian", MAX_CUSTODIAN_NAME)
-    what = f"custodian {custodian!r}'s share"
+    what = f"the share of custodian {custodian!r}"
     index, threshold, count = doc["index"], doc["threshold"], doc["count"]
     if not (_is_int(index) and _is_int(threshold) and _is_int(count)):
         raise InvalidInput(f"{what}: index, threshold and count must be integers")
@@ -456,7 +456,7 @@ def split_backup_key(
         passphrase = _passphrase(entry[1], name)
         if len(passphrase.decode("utf-8")) < MIN_PASSPHRASE:  # characters, after NFC
             raise InvalidInput(
-                f"custodian {name!r}'s passphrase is too short (at least {MIN_PASSPHRASE} characters)"
+                f"the passphrase of custodian {name!r} is too short (at least {MIN_PASSPHRASE} characters)"
             )
         encoded.append(passphrase)
     if threshold < 2:
@@ -508,7 +508,7 @@ def open_share(document: bytes, passphrase: str) -> CustodianShare:
     share that does not match its recorded fingerprint → VerificationFailed.
     """
     sealed = _parse_share(document)
-    who = f"custodian {sealed.custodian!r}'s share of ceremony {sealed.ceremony!r}"
+    who = f"the share of custodian {sealed.custodian!r} in ceremony {sealed.ceremony!r}"
     if not isinstance(passphrase, str) or not passphrase:
         raise NotAuthorised(f"no passphrase given for {who}")
     key, check = _derive(_passphrase(passphrase, sealed.custodian), sealed.salt, sealed.n, sealed.r, sealed.p)
@@ -558,15 +558,15 @@ def recover_private_key(backup_document: bytes, shares: Sequence[CustodianShare]
             raise InvalidInput("recover_private_key takes opened custodian shares")
         if s.ceremony != backup.ceremony:
             raise InvalidInput(
-                f"share from another ceremony: custodian {s.custodian!r}'s share belongs to ceremony "
-                f"{s.ceremony!r}, the backup to {backup.ceremony!r}"
+                f"share from another ceremony: custodian {s.custodian!r} holds a share of ceremony "
+                f"{s.ceremony!r}, the backup is from {backup.ceremony!r}"
             )
     first = shares[0]
     for s in shares:
         if (s.threshold, s.count) != (first.threshold, first.count):
             raise InvalidInput(
-                f"custodian {s.custodian!r}'s share says {s.threshold} of {s.count}, "
-                f"custodian {first.custodian!r}'s says {first.threshold} of {first.count}"
+                f"custodian {s.custodian!r} has a share for {s.threshold} of {s.count}, "
+                f"custodian {first.custodian!r} one for {first.threshold} of {first.count}"
             )
     holders: dict[int, str] = {}
     for s in shares:
@@ -582,7 +582,7 @@ def recover_private_key(backup_document: bytes, shares: Sequence[CustodianShare]
         )
     for s in shares:
         if s.root_fingerprint != backup.root_fingerprint:
-            raise VerificationFailed(f"custodian {s.custodian!r}'s share is for another root key")
+            raise VerificationFailed(f"the share of custodian {s.custodian!r} is for another root key")
 
     backup_key = shamir.combine([s.share for s in shares])
     try:
