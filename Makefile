@@ -20,6 +20,7 @@ lint: setup
 	$(BIN)/mypy
 
 bench: setup
+	@bash scripts/bootstrap-bench.sh
 	@mkdir -p benchmarks/results
 	@set -e; for b in benchmarks/[!_]*.py; do echo "== $$b"; $(BIN)/python $$b --out benchmarks/results; done
 

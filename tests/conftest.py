@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.fixtures.softhsm", "tests.fixtures.postgres"]
+pytest_plugins = ["tests.fixtures.softhsm", "tests.fixtures.postgres", "tests.fixtures.nginx"]
 
 REPO = Path(__file__).resolve().parents[1]
 VECTORS = REPO.parent / "shared" / "vectors"

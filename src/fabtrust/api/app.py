@@ -2,24 +2,34 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import ipaddress
+from collections.abc import Awaitable, Callable, Collection
 
 from fastapi import FastAPI, Request, Response
 
 from fabtrust import __version__
 from fabtrust.api import errors
 from fabtrust.api.deps import Metrics
-from fabtrust.api.routers import health, log
+from fabtrust.api.routers import est, health, log, pki
+from fabtrust.errors import InvalidInput
 from fabtrust.home import Home
 
 
-def create_app(home: Home) -> FastAPI:
+def create_app(home: Home, *, trusted_proxies: Collection[str] = ()) -> FastAPI:
+    """``trusted_proxies``: addresses of TLS-terminating proxies (nginx) whose forwarded client
+    certificate headers the app reads (EST re-enrollment). Default: none, and the headers are ignored.
+    """
+    try:
+        proxies = frozenset(ipaddress.ip_address(a) for a in trusted_proxies)
+    except ValueError:
+        raise InvalidInput("a trusted proxy must be an IP address") from None
     app = FastAPI(
         title="fabtrust",
         version=__version__,
         description="Zero-trust manufacturing of connected devices: PKI, production, firmware, fleet, audit.",
     )
     app.state.home = home
+    app.state.trusted_proxies = proxies
     app.state.metrics = metrics = Metrics()
 
     @app.middleware("http")
@@ -36,4 +46,6 @@ def create_app(home: Home) -> FastAPI:
     errors.install(app)
     app.include_router(health.router)
     app.include_router(log.router)
+    app.include_router(pki.router)
+    app.include_router(est.router)
     return app

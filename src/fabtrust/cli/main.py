@@ -13,7 +13,7 @@ from typing import NoReturn
 import typer
 
 from fabtrust import __version__
-from fabtrust.cli import ca, cert, demo, init, keys, log, serve
+from fabtrust.cli import ca, cert, demo, est, init, keys, log, serve
 from fabtrust.cli.context import Options, err_console
 from fabtrust.errors import FabtrustError
 from fabtrust.home import default_home
@@ -59,6 +59,7 @@ def root(
 init.register(app)
 app.add_typer(keys.app, name="keys")
 app.add_typer(log.app, name="log")
+app.add_typer(est.app, name="est")
 app.add_typer(ca.app, name="ca")
 app.add_typer(cert.app, name="cert")
 serve.register(app)

@@ -21,6 +21,12 @@ def register(app: typer.Typer) -> None:
         port: int = typer.Option(8443, "--port", min=1, max=65535),
         tls_cert: Path = typer.Option(None, "--tls-cert", help="PEM certificate chain for HTTPS."),
         tls_key: Path = typer.Option(None, "--tls-key", help="PEM private key for HTTPS."),
+        trusted_proxy: list[str] = typer.Option(
+            [],
+            "--trusted-proxy",
+            help="Address of the TLS-terminating proxy (nginx) whose forwarded client certificate "
+            "(X-SSL-Client-Cert) is read; repeatable. Default: none, the header is ignored.",
+        ),
     ) -> None:
         """Serve the API (/healthz, /metrics, /log/...)."""
         if (tls_cert is None) != (tls_key is None):
@@ -30,11 +36,14 @@ def register(app: typer.Typer) -> None:
             scheme = "https" if tls_cert else "http"
             err_console.print(f"fabtrust serving {home.config.origin} on {scheme}://{host}:{port}")
             uvicorn.run(
-                create_app(home),
+                create_app(home, trusted_proxies=trusted_proxy),
                 host=host,
                 port=port,
                 ssl_certfile=str(tls_cert) if tls_cert else None,
                 ssl_keyfile=str(tls_key) if tls_key else None,
                 log_level="info",
                 access_log=True,
+                # The peer address is what the trusted-proxy rule checks: never let X-Forwarded-For
+                # rewrite it (uvicorn would, for peers in its forwarded_allow_ips).
+                proxy_headers=False,
             )

@@ -1,5 +1,8 @@
 """PKCS#11 (HSM) key store: keys generated in the token, used through python-pkcs11, never exported.
 
+A key created elsewhere (the root key ceremony) can be imported with C_CreateObject; from then on
+it is held like a generated key, with the same templates (see ``import_private_key``).
+
 Keys are addressed by RFC 7512 URIs (``pkcs11:token=<t>;object=<label>;type=private``). Each key
 is a pair of token objects sharing CKA_LABEL and a random CKA_ID; the private half is CKA_PRIVATE,
 CKA_SENSITIVE and not CKA_EXTRACTABLE, and carries CKA_SIGN or CKA_DERIVE according to its usage,
@@ -400,8 +403,10 @@ class Pkcs11KeyStore:
         generated key has (token, private, sensitive, not extractable, not modifiable, sign or
         derive by usage) and, like it, cannot be read or exported afterwards (CKA_VALUE is
         sensitive). PKCS#11 records its history honestly, though: CKA_LOCAL, CKA_ALWAYS_SENSITIVE
-        and CKA_NEVER_EXTRACTABLE are CK_FALSE for an imported key (PKCS#11 3.0 4.9), because its
-        value existed outside the token. The caller must wipe its own copy (best effort in Python).
+        and CKA_NEVER_EXTRACTABLE are CK_FALSE for an imported key (PKCS#11 3.0 4.9, private key
+        objects), because its value existed outside the token; a relying party that needs a key
+        born in the HSM must generate it there. The caller must wipe its own copy of the key
+        (best effort in Python).
         """
         self._check_new_key(label, key_type, usage)
         key = load_pkcs8_private_key(pkcs8_der, key_type)
@@ -409,17 +414,19 @@ class Pkcs11KeyStore:
         value: bytes
         point: bytes
         if isinstance(key, ec.EllipticCurvePrivateKey):
-            # CKA_VALUE: the scalar d, big-endian, padded to the field size (PKCS#11 3.0 2.3.4).
+            # CKA_VALUE: the scalar d, big-endian, padded to the field size (PKCS#11 3.0 Current
+            # Mechanisms, "Elliptic curve private key objects").
             value = key.private_numbers().private_value.to_bytes((key.curve.key_size + 7) // 8, "big")
             point = key.public_key().public_bytes(
                 serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
             )
         elif isinstance(key, ed25519.Ed25519PrivateKey):
-            # CKA_VALUE: the 32-byte private key of RFC 8032 (PKCS#11 3.0 2.3.6).
+            # CKA_VALUE: the 32-byte private key of RFC 8032 (PKCS#11 3.0 Current Mechanisms,
+            # "Edwards elliptic curve private key objects").
             value, point = key.private_bytes_raw(), key.public_key().public_bytes_raw()
         else:  # unreachable: _check_new_key admits EC and Ed25519 types only
             raise InvalidInput(f"the PKCS#11 key store cannot hold {key_type.value} keys")
-        del key
+        del key  # drops our references only: Python cannot wipe them (see KeyImporter)
         with self._lock:
             self._check_open()
             self._check_label_free(label)

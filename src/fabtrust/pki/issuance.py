@@ -16,6 +16,7 @@ Rules (RFC 5280 section cited where a rule comes from it):
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Mapping, Sequence
@@ -29,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, mldsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
-from fabtrust.crypto.keys import KeyType, key_type_of, load_public_key, spki_der
+from fabtrust.crypto.keys import KeyType, key_type_of
 from fabtrust.errors import InvalidInput, PolicyViolation, VerificationFailed
 from fabtrust.pki.profiles import Profile
 
@@ -51,6 +52,7 @@ _EKU = {
     "codeSigning": ExtendedKeyUsageOID.CODE_SIGNING,
 }
 _PRINTABLE = re.compile(r"^[A-Za-z0-9 '()+,\-./:=?]+$")  # PrintableString (X.680 41.4)
+_VISIBLE_ASCII = re.compile(r"[\x21-\x7e]+")
 _DNS_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 
 
@@ -66,18 +68,22 @@ def load_csr(data: bytes) -> x509.CertificateSigningRequest:
         else:
             csr = x509.load_der_x509_csr(data)
         valid = csr.is_signature_valid
-        public_der = spki_der(csr.public_key())  # type: ignore[arg-type]
+        key = csr.public_key()
     except (ValueError, UnsupportedAlgorithm, TypeError):
         raise InvalidInput("certificate request is malformed or uses an unsupported algorithm") from None
     if not valid:
         raise VerificationFailed("certificate request signature does not verify")
-    load_public_key(public_der)  # refuses key types fabtrust does not know
+    if not isinstance(key, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | mldsa.MLDSA65PublicKey):
+        raise InvalidInput("certificate request key algorithm is not supported")
+    key_type_of(key)  # refuses curves fabtrust does not know
     return csr
 
 
-def csr_key_type(csr: x509.CertificateSigningRequest, profile: Profile) -> KeyType:
-    """The request's key type, if the profile allows it."""
-    key = csr.public_key()
+def csr_key_type(
+    csr: x509.CertificateSigningRequest, profile: Profile, key: CertificatePublicKeyTypes | None = None
+) -> KeyType:
+    """The request's key type, if the profile allows it (``key``: the CSR's key, if decoded already)."""
+    key = csr.public_key() if key is None else key
     if not isinstance(key, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | mldsa.MLDSA65PublicKey):
         raise PolicyViolation(f"profile {profile.name} does not allow this key algorithm")
     key_type = key_type_of(key)
@@ -119,6 +125,13 @@ class IssuerView:
     revoked: bool = False
     name: str = field(default="")
 
+    @functools.cached_property
+    def name_constraints(self) -> x509.NameConstraints | None:
+        try:
+            return self.certificate.extensions.get_extension_for_class(x509.NameConstraints).value
+        except x509.ExtensionNotFound:
+            return None
+
 
 def subject_name(profile: Profile, attributes: Mapping[str, str]) -> x509.Name:
     unknown = set(attributes) - set(_ATTRIBUTES)
@@ -158,7 +171,7 @@ def _uri_host(uri: str) -> str:
     parts = urlsplit(uri)
     if parts.scheme not in ("https", "http") or not parts.hostname or len(uri) > 255:
         raise InvalidInput(f"{uri!r} is not an http(s) URI with a host (RFC 5280 4.2.1.10 needs a host)")
-    if any(ord(c) <= 0x20 or ord(c) > 0x7E for c in uri):
+    if not _VISIBLE_ASCII.fullmatch(uri):
         raise InvalidInput(f"{uri!r} must be printable ASCII (an IA5String)")
     return _check_dns(parts.hostname)
 
@@ -203,9 +216,8 @@ def check_name_constraints(chain: Sequence[IssuerView], request: NameRequest) ->
     hosts = [_uri_host(u) for u in request.uris]
     dns = [_check_dns(d) for d in request.dns]
     for issuer in chain:
-        try:
-            nc = issuer.certificate.extensions.get_extension_for_class(x509.NameConstraints).value
-        except x509.ExtensionNotFound:
+        nc = issuer.name_constraints
+        if nc is None:
             continue
         who = issuer.name or issuer.certificate.subject.rfc4514_string()
         for subtrees, permit in ((nc.permitted_subtrees, True), (nc.excluded_subtrees, False)):

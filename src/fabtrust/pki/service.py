@@ -50,13 +50,14 @@ from fabtrust.pki.profiles import Profile, Profiles
 from fabtrust.pki.signing import ca_private_key, signature_hash
 from fabtrust.store.engine import Store
 from fabtrust.store.tables import pki_cas, pki_certs
-from fabtrust.tlog.audit import AuditLog, Outcome
+from fabtrust.tlog.audit import AuditEntry, AuditLog, Outcome
 
 AUDIT_PKI = "fabtrust.audit.pki/v1"
 BUNDLE_FORMAT = "fabtrust.ca-bundle/v1"
 CEREMONY_TYPE = "application/vnd.fabtrust.root-ceremony+json"
 ROOT_ID = "root"
 DEFAULT_BASE_URL = "http://pki.fabtrust.local"
+MAX_BATCH = 10_000
 
 # RFC 5280 5.3.1 reasonCode values fabtrust uses (certificateHold and removeFromCRL are not offered:
 # revocation here is final).
@@ -125,6 +126,51 @@ class Ceremony:
     transcript: bytes  # DSSE envelope signed by the root key
 
 
+_ChainCache = dict[tuple[str, str], tuple[list["CaRecord"], list[IssuerView]]]
+
+
+@dataclass(frozen=True)
+class IssueRequest:
+    """One certificate wanted: which CA, which profile, the CSR, and the approved names."""
+
+    ca_id: str
+    profile: str
+    csr: bytes
+    names: NameRequest
+    device_serial: str | None = None
+    order_id: str | None = None
+    not_after: datetime | None = None
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    index: int
+    request: IssueRequest
+    profile: str
+    ca_id: str
+    chain: list[str]
+    issuer_key_id: str
+    certificate: x509.Certificate
+    subject_key_id: str
+
+    def row(self, now: datetime) -> dict[str, Any]:
+        cert = self.certificate
+        return {
+            "ca_id": self.ca_id,
+            "serial": serial_hex(cert.serial_number),
+            "profile": self.profile,
+            "subject": cert.subject.rfc4514_string(),
+            "key_id": self.subject_key_id,
+            "device_serial": self.request.device_serial,
+            "order_id": self.request.order_id,
+            "not_before": cert.not_valid_before_utc,
+            "not_after": cert.not_valid_after_utc,
+            "cert_der": cert.public_bytes(serialization.Encoding.DER),
+            "status": "good",
+            "created_at": now,
+        }
+
+
 @dataclass(frozen=True)
 class Issued:
     ca_id: str
@@ -152,6 +198,7 @@ class PkiService:
         self._actor = actor
         self._clock = clock
         self.profiles = profiles or Profiles.builtin()
+        self._ca_cache: dict[str, CaRecord] = {}
 
     # -- records -----------------------------------------------------------------------------------
 
@@ -589,93 +636,286 @@ class PkiService:
         order_id: str | None = None,
         not_after: datetime | None = None,
     ) -> Issued:
-        """Issue an end-entity certificate from a CSR, as the profile and the chain allow."""
-        subject = f"device:{device_serial}" if device_serial else f"ca:{ca_id}"
-        try:
-            profile = self.profiles.get(profile_name)
-            if profile.is_ca:
-                raise PolicyViolation("CA certificates are made by the CA commands, not issued from here")
-            csr = load_csr(csr_data)
-            csr_key_type(csr, profile)
-            chain = self.chain(ca_id)
-            issuer = chain[0]
-            now = self._clock()
-            check_chain(self._views(chain), profile, now)
-            if profile.name == "device-idevid":
-                if not device_serial:
-                    raise InvalidInput("a device certificate needs the device serial")
-                request = NameRequest(
-                    {**request.attributes, "serialNumber": device_serial},
-                    request.uris,
-                    request.dns,
-                    request.ips,
-                )
-            check_name_constraints(self._views(chain), request)
-            info, key = self._ca_key(issuer)
-            start, end = validity(profile, issuer.certificate, now, not_after)
-            builder = build_certificate(
-                profile,
-                csr,
-                request,
-                issuer=issuer.certificate,
-                serial=x509.random_serial_number(),
-                not_before=start,
-                not_after=end,
-                urls=issuer.urls(),
+        """Issue one end-entity certificate from a CSR, as the profile and the chain allow."""
+        result = self.issue_batch(
+            [IssueRequest(ca_id, profile_name, csr_data, request, device_serial, order_id, not_after)]
+        )[0]
+        if isinstance(result, FabtrustError):
+            raise result
+        return result
+
+    def issue_batch(self, requests: Sequence[IssueRequest]) -> list[Issued | FabtrustError]:
+        """Issue many certificates with one durable commit (group commit).
+
+        Each request is checked and signed on its own; a refused one gets its error in the result
+        list and changes nothing. The accepted certificates, their audit entries and the refusals'
+        audit entries commit in one transaction: a certificate is never stored without its entry.
+        Duplicate device serials and device keys are refused against the store and within the batch.
+        """
+        if not requests:
+            return []
+        if len(requests) > MAX_BATCH:
+            raise InvalidInput(f"at most {MAX_BATCH} certificates per batch")
+        now = self._clock()
+        chains: _ChainCache = {}
+        results: list[Issued | FabtrustError | None] = [None] * len(requests)
+        prepared: list[_Prepared] = []
+        for index, req in enumerate(requests):
+            try:
+                prepared.append(self._prepare(index, req, now, chains))
+            except FabtrustError as exc:
+                results[index] = exc
+        for attempt in range(3):
+            try:
+                with self._store.write() as conn:
+                    accepted = self._admit(conn, prepared, results)
+                    if accepted:
+                        conn.execute(insert(pki_certs), [p.row(now) for p in accepted])
+                    keys = {p.index: (p.issuer_key_id, p.subject_key_id) for p in prepared}
+                    entries = [self._issue_entry(requests[i], r, keys.get(i)) for i, r in enumerate(results)]
+                    self._audit.append(entries, conn=conn)
+                break
+            except IntegrityError:
+                # another writer stored the same device serial between our check and insert
+                # (PostgreSQL); the next attempt sees it and refuses that request
+                for p in prepared:
+                    if isinstance(results[p.index], Issued):
+                        results[p.index] = None
+                if attempt == 2:
+                    raise Conflict("certificates could not be stored (concurrent duplicates)") from None
+        return [r if r is not None else Conflict("not issued") for r in results]
+
+    def _prepare(self, index: int, req: IssueRequest, now: datetime, chains: _ChainCache) -> _Prepared:
+        profile = self.profiles.get(req.profile)
+        if profile.is_ca:
+            raise PolicyViolation("CA certificates are made by the CA commands, not issued from here")
+        csr = load_csr(req.csr)
+        public = csr.public_key()
+        csr_key_type(csr, profile, public)
+        key = (req.ca_id, profile.name)
+        checked = chains.get(key)
+        if checked is None:
+            # once per CA and profile in a batch: the chain and the time are the same for all
+            chain = self.chain(req.ca_id)
+            views = self._views(chain)
+            check_chain(views, profile, now)
+            checked = chains[key] = (chain, views)
+        chain, views = checked
+        issuer = chain[0]
+        names = req.names
+        if profile.name == "device-idevid":
+            if not req.device_serial:
+                raise InvalidInput("a device certificate needs the device serial")
+            names = NameRequest(
+                {**names.attributes, "serialNumber": req.device_serial}, names.uris, names.dns, names.ips
             )
-            subject_key_id = key_id(spki_der(csr.public_key()))  # type: ignore[arg-type]
+        check_name_constraints(views, names)
+        info, key = self._ca_key(issuer)
+        start, end = validity(profile, issuer.certificate, now, req.not_after)
+        builder = build_certificate(
+            profile,
+            public,
+            names,
+            issuer=issuer.certificate,
+            serial=x509.random_serial_number(),
+            not_before=start,
+            not_after=end,
+            urls=issuer.urls(),
+        )
+        cert = builder.sign(key, signature_hash(info))
+        subject_key_id = key_id(spki_der(public))  # type: ignore[arg-type]
+        return _Prepared(
+            index,
+            req,
+            profile.name,
+            issuer.ca_id,
+            [c.ca_id for c in chain],
+            info.key_id,
+            cert,
+            subject_key_id,
+        )
+
+    def _admit(
+        self, conn: Connection, prepared: Sequence[_Prepared], results: list[Issued | FabtrustError | None]
+    ) -> list[_Prepared]:
+        """Inside the write transaction: refuse what the store forbids now (revoked CAs, duplicates)."""
+        ca_ids = {ca for p in prepared for ca in p.chain}
+        serials = [p.request.device_serial for p in prepared if p.request.device_serial]
+        key_ids = [p.subject_key_id for p in prepared if p.profile == "device-idevid"]
+        revoked = (
+            set(
+                conn.execute(
+                    select(pki_cas.c.ca_id).where(pki_cas.c.ca_id.in_(ca_ids), pki_cas.c.status != "active")
+                ).scalars()
+            )
+            if ca_ids
+            else set()
+        )
+        taken_serials = (
+            set(
+                conn.execute(
+                    select(pki_certs.c.device_serial).where(pki_certs.c.device_serial.in_(serials))
+                ).scalars()
+            )
+            if serials
+            else set()
+        )
+        taken_keys = (
+            set(
+                conn.execute(
+                    select(pki_certs.c.key_id).where(
+                        pki_certs.c.key_id.in_(key_ids), pki_certs.c.profile == "device-idevid"
+                    )
+                ).scalars()
+            )
+            if key_ids
+            else set()
+        )
+        accepted = []
+        for p in prepared:
+            serial = p.request.device_serial
+            error: FabtrustError | None = None
+            if revoked.intersection(p.chain):
+                error = PolicyViolation(f"issuer {sorted(revoked.intersection(p.chain))[0]} is revoked")
+            elif serial and serial in taken_serials:
+                error = Conflict(f"device serial {serial} has a certificate already")
+            elif p.profile == "device-idevid" and p.subject_key_id in taken_keys:
+                error = Conflict("this device key is certified already (a cloned or replayed key)")
+            if error is not None:
+                results[p.index] = error
+                continue
+            if serial:
+                taken_serials.add(serial)
+            if p.profile == "device-idevid":
+                taken_keys.add(p.subject_key_id)
+            results[p.index] = Issued(p.ca_id, p.certificate)
+            accepted.append(p)
+        return accepted
+
+    def _issue_entry(
+        self, req: IssueRequest, result: Issued | FabtrustError | None, key_ids: tuple[str, str] | None = None
+    ) -> AuditEntry:
+        """The audit entry of one issuance or refusal; ``key_ids`` (issuer, subject) when known."""
+        subject = f"device:{req.device_serial}" if req.device_serial else f"ca:{req.ca_id}"
+        if isinstance(result, Issued):
+            issuer_key_id, subject_key_id = key_ids or (
+                self._key_id_of(self.ca_cached(result.ca_id)),
+                key_id(spki_der(result.certificate.public_key())),  # type: ignore[arg-type]
+            )
+            details: dict[str, Any] = {
+                "ca": result.ca_id,
+                "profile": req.profile,
+                "serial": result.serial,
+                "key_id": issuer_key_id,
+                "purpose": "certificate issuance",
+                "subject_key_id": subject_key_id,
+                "order": req.order_id,
+            }
+            return self._audit.entry(AUDIT_PKI, self._actor, "cert.issue", subject, Outcome.OK, details)
+        error = result if result is not None else Conflict("not issued")
+        details = {"ca": req.ca_id, "profile": req.profile, "reason": error.code, "message": error.message}
+        return self._audit.entry(AUDIT_PKI, self._actor, "cert.issue", subject, Outcome.REFUSED, details)
+
+    def reissue(
+        self,
+        ca_id: str,
+        superseded_serial: str,
+        profile_name: str,
+        csr_data: bytes,
+        request: NameRequest,
+        *,
+        device_serial: str | None = None,
+        order_id: str | None = None,
+    ) -> Issued:
+        """Re-enrollment (RFC 7030 4.2.2): a new certificate that supersedes a good one of the same CA.
+
+        One transaction revokes the old certificate (reason ``superseded``), moves the device serial
+        from it to the new one (``pki_certs.device_serial`` is unique; the old row keeps its subject,
+        which names the serial) and stores the new one with both audit entries. The new key may be
+        the old one (renewal) or a key never certified (rekey); any other certified key is refused
+        as a clone. The caller has authenticated the holder of the old certificate.
+        """
+        req = IssueRequest(ca_id, profile_name, csr_data, request, device_serial, order_id)
+        old_serial = superseded_serial.lower().lstrip("0")
+        subject = f"device:{device_serial}" if device_serial else f"ca:{ca_id}"
+        now = self._clock()
+        try:
+            prepared = self._prepare(0, req, now, {})
             with self._store.write() as conn:
-                if (
-                    device_serial
-                    and conn.execute(
-                        select(pki_certs.c.serial).where(pki_certs.c.device_serial == device_serial)
-                    ).first()
-                ):
-                    raise Conflict(f"device serial {device_serial} has a certificate already")
-                if (
-                    profile.name == "device-idevid"
-                    and conn.execute(
-                        select(pki_certs.c.serial).where(
-                            pki_certs.c.key_id == subject_key_id, pki_certs.c.profile == profile.name
-                        )
-                    ).first()
-                ):
-                    raise Conflict("this device key is certified already (a cloned or replayed key)")
-                cert = builder.sign(key, signature_hash(info))
-                try:
+                old = (
                     conn.execute(
-                        insert(pki_certs).values(
-                            ca_id=issuer.ca_id,
-                            serial=serial_hex(cert.serial_number),
-                            profile=profile.name,
-                            subject=cert.subject.rfc4514_string(),
-                            key_id=subject_key_id,
-                            device_serial=device_serial,
-                            order_id=order_id,
-                            not_before=cert.not_valid_before_utc,
-                            not_after=cert.not_valid_after_utc,
-                            cert_der=cert.public_bytes(serialization.Encoding.DER),
-                            status="good",
-                            created_at=now,
+                        select(pki_certs).where(
+                            pki_certs.c.ca_id == prepared.ca_id, pki_certs.c.serial == old_serial
                         )
                     )
+                    .mappings()
+                    .first()
+                )
+                if (
+                    old is None
+                    or old["profile"] != prepared.profile
+                    or old["device_serial"] != device_serial
+                    or old["order_id"] != order_id
+                ):
+                    raise PolicyViolation("the certificate to supersede is not one of this device and CA")
+                if conn.execute(
+                    select(pki_cas.c.ca_id).where(
+                        pki_cas.c.ca_id.in_(prepared.chain), pki_cas.c.status != "active"
+                    )
+                ).first():
+                    raise PolicyViolation("an issuer in the chain is revoked")
+                if prepared.profile == "device-idevid" and prepared.subject_key_id != old["key_id"]:
+                    clone = conn.execute(
+                        select(pki_certs.c.serial).where(
+                            pki_certs.c.key_id == prepared.subject_key_id,
+                            pki_certs.c.profile == "device-idevid",
+                        )
+                    ).first()
+                    if clone is not None:
+                        raise Conflict("this device key is certified already (a cloned or replayed key)")
+                superseded = conn.execute(
+                    update(pki_certs)
+                    .where(
+                        pki_certs.c.ca_id == prepared.ca_id,
+                        pki_certs.c.serial == old_serial,
+                        pki_certs.c.status == "good",
+                    )
+                    .values(
+                        status="revoked", revoked_at=now, revocation_reason="superseded", device_serial=None
+                    )
+                ).rowcount
+                if superseded != 1:
+                    raise Conflict("the certificate to supersede is revoked or superseded already")
+                try:
+                    conn.execute(insert(pki_certs).values(**prepared.row(now)))
                 except IntegrityError:
                     raise Conflict("a certificate with this device serial or serial number exists") from None
+                issued = Issued(prepared.ca_id, prepared.certificate)
+                self._audit.append(
+                    [
+                        self._audit.entry(
+                            AUDIT_PKI,
+                            self._actor,
+                            "cert.revoke",
+                            f"cert:{prepared.ca_id}:{old_serial}",
+                            Outcome.OK,
+                            {"reason": "superseded", "count": 1, "superseded_by": issued.serial},
+                        ),
+                        self._issue_entry(req, issued),
+                    ],
+                    conn=conn,
+                )
         except FabtrustError as exc:
-            self._refusal("cert.issue", subject, exc, ca=ca_id, profile=profile_name)
+            self._refusal("cert.reissue", subject, exc, ca=ca_id, supersedes=old_serial)
             raise
-        self._record(
-            "cert.issue",
-            subject,
-            ca=issuer.ca_id,
-            profile=profile.name,
-            serial=serial_hex(cert.serial_number),
-            key_id=info.key_id,
-            purpose="certificate issuance",
-            subject_key_id=subject_key_id,
-            order=order_id,
-        )
-        return Issued(issuer.ca_id, cert)
+        return issued
+
+    def ca_cached(self, ca_id: str) -> CaRecord:
+        """A CA record for read-only facts that never change (its certificate)."""
+        record = self._ca_cache.get(ca_id)
+        if record is None:
+            record = self._ca_cache[ca_id] = self.ca(ca_id)
+        return record
 
     def certificate(self, ca_id: str, serial: str) -> tuple[x509.Certificate, RowMapping]:
         with self._store.read() as conn:

@@ -20,6 +20,7 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Table,
+    UniqueConstraint,
 )
 
 metadata = MetaData(
@@ -104,7 +105,8 @@ pki_certs = Table(
     Column("profile", String(40), nullable=False),
     Column("subject", String(512), nullable=False),
     Column("key_id", String(64), nullable=False, index=True),  # SHA-256 of the subject's SPKI
-    Column("device_serial", String(64), nullable=True, unique=True),
+    # the device's current certificate holds the serial; a superseded one gives it up (re-enrollment)
+    Column("device_serial", String(64), nullable=True),
     Column("order_id", String(64), nullable=True, index=True),
     Column("not_before", DateTime(timezone=True), nullable=False),
     Column("not_after", DateTime(timezone=True), nullable=False),
@@ -113,6 +115,7 @@ pki_certs = Table(
     Column("revoked_at", DateTime(timezone=True), nullable=True),
     Column("revocation_reason", String(32), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("device_serial", name="uq_pki_certs_device_serial"),
 )
 
 pki_crls = Table(

@@ -19,6 +19,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from sqlalchemy import Connection
+
 from fabtrust.clock import Clock, rfc3339, system_clock
 from fabtrust.crypto.canonical import canonical_json, parse_canonical
 from fabtrust.errors import InvalidInput
@@ -130,9 +132,10 @@ class AuditLog:
     ) -> AuditEntry:
         return AuditEntry(type, actor, action, subject, self._clock(), outcome, details or {})
 
-    def append(self, entries: Sequence[AuditEntry]) -> SignedCheckpoint:
-        """Integrate entries durably as one batch under one signed checkpoint."""
-        return self.log.append([e.to_json() for e in entries])
+    def append(self, entries: Sequence[AuditEntry], *, conn: Connection | None = None) -> SignedCheckpoint:
+        """Integrate entries as one batch under one signed checkpoint; with ``conn``, inside the
+        caller's write transaction (see ``MerkleLog.append``)."""
+        return self.log.append([e.to_json() for e in entries], conn=conn)
 
     def record(
         self,

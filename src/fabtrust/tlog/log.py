@@ -221,12 +221,15 @@ class MerkleLog:
         stmt = postgresql.insert(table) if self._store.dialect == "postgresql" else sqlite.insert(table)
         return stmt.on_conflict_do_update(index_elements=keys, set_={column: stmt.excluded[column]})
 
-    def append(self, entries: Sequence[bytes]) -> SignedCheckpoint:
+    def append(self, entries: Sequence[bytes], *, conn: Connection | None = None) -> SignedCheckpoint:
         """Integrate ``entries`` durably, in order, and return the signed checkpoint covering them.
 
-        The first new entry's index is ``checkpoint.size - len(entries)``.
+        The first new entry's index is ``checkpoint.size - len(entries)``. With ``conn``, the
+        entries join the caller's write transaction (so that, say, a certificate and its audit
+        entry commit together); they are durable when the caller commits.
         """
-        if self._signer is None:
+        signer = self._signer
+        if signer is None:
             raise InvalidInput("this log was opened read-only (no checkpoint signer)")
         if not entries:
             raise InvalidInput("nothing to append")
@@ -235,44 +238,43 @@ class MerkleLog:
         for body in entries:
             if not isinstance(body, bytes) or not 0 < len(body) <= MAX_ENTRY_BYTES:
                 raise InvalidInput(f"a log entry must be 1 to {MAX_ENTRY_BYTES} bytes")
+        if conn is not None:
+            return self._append_in(conn, entries, signer)
+        with self._store.write() as own:
+            return self._append_in(own, entries, signer)
+
+    def _append_in(self, conn: Connection, entries: Sequence[bytes], signer: NoteSigner) -> SignedCheckpoint:
         leaf_hash = merkle.leaf_hash
         leaf_hashes = [leaf_hash(body) for body in entries]
         log_id = self._log_id
-        with self._store.write() as conn:
-            head = conn.execute(self._head_for_update, {"log_id": log_id}).one()
-            size: int = head.size
-            old_frontier = bytes(head.frontier)
-            edge = self._edge
-            self._edge = None  # stale until this transaction commits
-            if edge is None or edge.size != size or edge.frontier != old_frontier:
-                edge = _Edge(size, old_frontier, None, {})
-            frontier, runs = merkle.frontier_extend_runs(size, _split(old_frontier), leaf_hashes, TILE_HEIGHT)
-            new_size = size + len(entries)
-            bundles, edge_bundle = self._updated_bundles(conn, size, entries, edge.bundle)
-            tiles, edge_tiles = self._updated_tiles(conn, size, runs, edge.tiles)
-            cp = Checkpoint(self.origin, new_size, merkle.frontier_root(frontier))
-            note = sign_checkpoint(cp, self._signer)
-            new_frontier = b"".join(frontier)
-            conn.execute(
-                self._upsert_bundle, [{"log_id": log_id, "idx": i, "entries": b} for i, b in bundles.items()]
-            )
-            conn.execute(
-                self._upsert_tile,
-                [{"log_id": log_id, "level": lvl, "idx": i, "hashes": b} for (lvl, i), b in tiles.items()],
-            )
-            conn.execute(
-                self._update_head, {"b_log_id": log_id, "b_size": new_size, "b_frontier": new_frontier}
-            )
-            conn.execute(
-                self._insert_checkpoint,
-                {
-                    "log_id": log_id,
-                    "size": new_size,
-                    "root": cp.root,
-                    "note": note,
-                    "created_at": self._clock(),
-                },
-            )
+        head = conn.execute(self._head_for_update, {"log_id": log_id}).one()
+        size: int = head.size
+        old_frontier = bytes(head.frontier)
+        edge = self._edge
+        self._edge = None  # stale until this transaction's work is done
+        if edge is None or edge.size != size or edge.frontier != old_frontier:
+            edge = _Edge(size, old_frontier, None, {})
+        frontier, runs = merkle.frontier_extend_runs(size, _split(old_frontier), leaf_hashes, TILE_HEIGHT)
+        new_size = size + len(entries)
+        bundles, edge_bundle = self._updated_bundles(conn, size, entries, edge.bundle)
+        tiles, edge_tiles = self._updated_tiles(conn, size, runs, edge.tiles)
+        cp = Checkpoint(self.origin, new_size, merkle.frontier_root(frontier))
+        note = sign_checkpoint(cp, signer)
+        new_frontier = b"".join(frontier)
+        conn.execute(
+            self._upsert_bundle, [{"log_id": log_id, "idx": i, "entries": b} for i, b in bundles.items()]
+        )
+        conn.execute(
+            self._upsert_tile,
+            [{"log_id": log_id, "level": lvl, "idx": i, "hashes": b} for (lvl, i), b in tiles.items()],
+        )
+        conn.execute(self._update_head, {"b_log_id": log_id, "b_size": new_size, "b_frontier": new_frontier})
+        conn.execute(
+            self._insert_checkpoint,
+            {"log_id": log_id, "size": new_size, "root": cp.root, "note": note, "created_at": self._clock()},
+        )
+        # Safe even if the transaction later rolls back: the next append uses this edge only when the
+        # locked head still shows exactly this size and frontier.
         self._edge = _Edge(new_size, new_frontier, edge_bundle, edge_tiles)
         return SignedCheckpoint(cp, note)
 
