@@ -513,6 +513,8 @@ def main() -> None:
         "--profile", type=int, default=0, metavar="N", help="Also print a cProfile of N fabtrust issuances."
     )
     args = p.parse_args()
+    if args.count < 1 or args.batch < 1:
+        p.error("--count and --batch must be at least 1")
     workdir = Path(tempfile.mkdtemp(prefix="fabtrust-bench-pki-"))
     try:
         with console.status(f"making {args.count:,} device CSRs (P-256)"):
@@ -534,29 +536,84 @@ def main() -> None:
         return cfssl[key]["latency"][q] if cfssl else None
 
     rows = [
-        row("certificates/s, durable, 1 process", "certs/s", ours["certs_per_s"], floor["certs_per_s"],
-            "raw cryptography floor", True),
-        row("certificates/s vs cfssl + certdb (durable)", "certs/s", ours["certs_per_s"],
-            cf("db_one", "certs_per_s"), "cfssl sign + SQLite certdb, 1 client", True),
-        row("certificates/s vs cfssl (stores nothing)", "certs/s", ours["certs_per_s"],
-            cf("one", "certs_per_s"), "cfssl sign, 1 client", True),
-        row("certificates/s vs cfssl, 4 clients", "certs/s", ours["certs_per_s"],
-            cf("four", "certs_per_s"), "cfssl sign, 4 clients", True),
-        row(f"certificates/s, issue_batch of {args.batch} (group commit)", "certs/s", batched["certs_per_s"],
-            cf("db_one", "certs_per_s"), "cfssl sign + SQLite certdb, 1 client", True),
-        row("certificates per CPU-second", "certs/cpu-s", ours["certs_per_cpu_s"],
-            cf("db_one", "certs_per_server_cpu_s"), "cfssl + certdb server CPU", True),
-        row("issue latency p50", "ms", ours["latency"]["p50_ms"], cf_lat("db_one", "p50_ms"),
-            "cfssl + certdb, 1 client", False),
-        row("issue latency p99", "ms", ours["latency"]["p99_ms"], cf_lat("db_one", "p99_ms"),
-            "cfssl + certdb, 1 client", False),
-    ]  # fmt: skip
+        row(
+            "certificates/s, durable, 1 process",
+            "certs/s",
+            ours["certs_per_s"],
+            floor["certs_per_s"],
+            "raw cryptography floor",
+            True,
+        ),
+        row(
+            "certificates/s vs cfssl + certdb (durable)",
+            "certs/s",
+            ours["certs_per_s"],
+            cf("db_one", "certs_per_s"),
+            "cfssl sign + SQLite certdb, 1 client",
+            True,
+        ),
+        row(
+            "certificates/s vs cfssl (stores nothing)",
+            "certs/s",
+            ours["certs_per_s"],
+            cf("one", "certs_per_s"),
+            "cfssl sign, 1 client",
+            True,
+        ),
+        row(
+            "certificates/s vs cfssl, 4 clients",
+            "certs/s",
+            ours["certs_per_s"],
+            cf("four", "certs_per_s"),
+            "cfssl sign, 4 clients",
+            True,
+        ),
+        row(
+            f"certificates/s, issue_batch of {args.batch} (group commit)",
+            "certs/s",
+            batched["certs_per_s"],
+            cf("db_one", "certs_per_s"),
+            "cfssl sign + SQLite certdb, 1 client",
+            True,
+        ),
+        row(
+            "certificates per CPU-second",
+            "certs/cpu-s",
+            ours["certs_per_cpu_s"],
+            cf("db_one", "certs_per_server_cpu_s"),
+            "cfssl + certdb server CPU",
+            True,
+        ),
+        row(
+            "issue latency p50",
+            "ms",
+            ours["latency"]["p50_ms"],
+            cf_lat("db_one", "p50_ms"),
+            "cfssl + certdb, 1 client",
+            False,
+        ),
+        row(
+            "issue latency p99",
+            "ms",
+            ours["latency"]["p99_ms"],
+            cf_lat("db_one", "p99_ms"),
+            "cfssl + certdb, 1 client",
+            False,
+        ),
+    ]
     overhead_us = (1 / ours["certs_per_s"] - 1 / floor["certs_per_s"]) * 1e6
+    batch_overhead_us = (1 / batched["certs_per_s"] - 1 / floor["certs_per_s"]) * 1e6
+    aim = {
+        "issue": ours["certs_per_s"] >= AIM_PER_CORE,
+        "issue_batch": batched["certs_per_s"] >= AIM_PER_CORE,
+    }
     console.print(
-        f"fabtrust above the floor: {overhead_us:,.0f} µs per certificate; "
-        f"aim {AIM_PER_CORE:,.0f}/s per core durable: "
-        f"{'met' if ours['certs_per_s'] >= AIM_PER_CORE else 'NOT met'} ({ours['certs_per_s']:,.0f}/s)"
+        f"above the floor per certificate: {overhead_us:,.0f} µs (issue), {batch_overhead_us:,.0f} µs "
+        f"(issue_batch of {args.batch}). Aim {AIM_PER_CORE:,.0f}/s per core durable: issue "
+        f"{'met' if aim['issue'] else 'NOT met'}, issue_batch {'met' if aim['issue_batch'] else 'NOT met'}"
     )
+    if cfssl and cfssl["db_one"]["sample"]["extensions"] != ours["sample"]["extensions"]:
+        console.print("note: cfssl's certificates carry other extensions than fabtrust's")
     report(
         "pki",
         rows,
@@ -566,8 +623,18 @@ def main() -> None:
             "cores": os.cpu_count(),
             "keys": "all CAs and device keys P-256, ECDSA with SHA-256",
             "aim_certs_per_s_per_core": AIM_PER_CORE,
-            "aim_met": ours["certs_per_s"] >= AIM_PER_CORE,
-            "overhead_us_above_floor": overhead_us,
+            "aim_met": aim,
+            "overhead_us_above_floor": {"issue": overhead_us, "issue_batch": batch_overhead_us},
+            "notes": [
+                "fabtrust: SQLite WAL synchronous=FULL; issue() commits certificate row and audit entry "
+                "(signed checkpoint) together, one transaction per certificate; issue_batch one per batch",
+                "floor: same subject, extensions and signature; no policy, storage or log",
+                "cfssl 1.2 (Debian) copies no URI SAN: it gets a DNS SAN through 'hosts' instead",
+                "cfssl + certdb: SQLite WAL, synchronous=FULL; cfssl keeps no audit log",
+                "cfssl CPU is the server's alone (the Python client's is not counted); fabtrust's is "
+                "the whole process",
+                "clients and servers share the machine's cores with each other and other work",
+            ],
             "fabtrust": ours,
             "fabtrust_batch": batched,
             "floor": floor,

@@ -1,13 +1,16 @@
 """``fabtrust ca``: the root ceremony, product and issuing CAs, CA bundles for stations.
 
 Custodian passphrases are never arguments: each comes from ``FABTRUST_CUSTODIAN_PASSPHRASE_<n>``
-(n counting custodians from 1, in the order given) or, on a terminal, from a prompt asked twice.
+(n counting custodians from 1, in the order given at the ceremony; at a restore, n is the number of
+the custodian whose share it is, so the same variable serves both) or, on a terminal, from a prompt
+(asked twice at the ceremony).
 """
 
 from __future__ import annotations
 
 import getpass
 import os
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 
@@ -66,11 +69,16 @@ def _pem(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
-def _write_all(files: dict[Path, tuple[bytes, int]]) -> None:
-    """Write every file or none: refuse if any exists, then write each atomically."""
-    taken = [str(p) for p in files if p.exists()]
+def _check_free(paths: Iterable[Path | None]) -> None:
+    """Refuse before acting if an output file exists (a refusal must change nothing)."""
+    taken = [str(p) for p in paths if p is not None and p.exists()]
     if taken:
         raise Conflict(f"refusing to overwrite {', '.join(taken)}")
+
+
+def _write_all(files: dict[Path, tuple[bytes, int]]) -> None:
+    """Write every file or none: refuse if any exists, then write each atomically."""
+    _check_free(files)
     for path, (data, mode) in files.items():
         tmp = path.with_name(f".{path.name}.partial")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
@@ -109,12 +117,11 @@ def init_root(
     custodian_names = list(names or [f"custodian-{i}" for i in range(1, custodians + 1)])
     if len(custodian_names) != custodians:
         raise InvalidInput(f"{len(custodian_names)} custodian names for {custodians} custodians")
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise InvalidInput(f"--out {out} is not a directory")
     planned = [out / "root-ca.pem", out / "root-backup.json", out / "ceremony-transcript.dsse.json"]
     planned += [out / f"share-{name}.json" for name in custodian_names]
-    taken = [str(p) for p in planned if p.exists()]
-    if taken:
-        raise Conflict(f"refusing to overwrite {', '.join(taken)}")
+    _check_free(planned)
     pairs = [
         (name, _custodian_passphrase(i, name, confirm=True)) for i, name in enumerate(custodian_names, 1)
     ]
@@ -134,6 +141,7 @@ def init_root(
         }
         for name, document in ceremony.shares:
             files[out / f"share-{name}.json"] = (document, 0o600)
+        out.mkdir(parents=True, exist_ok=True)  # only now: a refused ceremony leaves no directory
         _write_all(files)
         console.print(f"root CA {ceremony.root.certificate.subject.rfc4514_string()}")
         console.print(f"  ceremony     {ceremony.ceremony_id}")
@@ -151,10 +159,11 @@ def restore_root(
 ) -> None:
     """Rebuild the root key into this key store from its backup and at least the threshold of shares."""
     opened = []
-    for number, path in enumerate(shares, 1):
+    for path in shares:
         document = _read(path, "share")
-        custodian, _index, _fp = custody.share_fingerprints(document)
-        opened.append(custody.open_share(document, _custodian_passphrase(number, custodian, confirm=False)))
+        # the variable is numbered as at the ceremony: custodian n holds share index n
+        custodian, index, _fp = custody.share_fingerprints(document)
+        opened.append(custody.open_share(document, _custodian_passphrase(index, custodian, confirm=False)))
     cert = None
     if root_cert is not None:
         try:
@@ -217,6 +226,7 @@ def sign_issuing_ca(
 ) -> None:
     """Certify a station's order-bound issuing key (path length 0, name-constrained)."""
     end = not_after if not_after.tzinfo else not_after.replace(tzinfo=datetime.now().astimezone().tzinfo)
+    _check_free([out])
     with open_home(ctx) as home:
         record = home.pki.sign_issuing_ca(
             product, _read(csr_file, "CSR"), station=station, order_id=order, not_after=end

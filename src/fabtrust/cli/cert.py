@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from cryptography.hazmat.primitives import serialization
 
-from fabtrust.cli.ca import _read, _write_all
+from fabtrust.cli.ca import _check_free, _read, _write_all
 from fabtrust.cli.context import console, open_home
 from fabtrust.pki.issuance import NameRequest
 from fabtrust.pki.service import REASONS
@@ -32,6 +32,7 @@ def issue(
     """Issue a certificate from a CSR under a profile; nothing from the CSR but its key is used."""
     attributes = {k: v for k, v in (("commonName", cn), ("organizationName", org)) if v}
     request = NameRequest(attributes, uris=tuple(uris or ()), dns=tuple(dns or ()))
+    _check_free([out])  # before issuing: a refusal must leave no certificate behind
     with open_home(ctx) as home:
         issued = home.pki.issue(
             ca, profile, _read(csr_file, "CSR"), request, device_serial=device_serial, order_id=order

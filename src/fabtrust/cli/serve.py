@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from pathlib import Path
 
@@ -31,6 +32,11 @@ def register(app: typer.Typer) -> None:
         """Serve the API (/healthz, /metrics, /log/...)."""
         if (tls_cert is None) != (tls_key is None):
             raise InvalidInput("--tls-cert and --tls-key go together")
+        for address in trusted_proxy:
+            try:
+                ipaddress.ip_address(address)
+            except ValueError:
+                raise InvalidInput(f"--trusted-proxy {address!r} is not an IP address") from None
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
         with open_home(ctx) as home:
             scheme = "https" if tls_cert else "http"

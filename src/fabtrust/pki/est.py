@@ -117,6 +117,9 @@ class UnsupportedMediaType(InvalidInput):
 # -- the codec (pure) ------------------------------------------------------------------------------
 
 
+_Named = x509.Name | x509.CertificateSigningRequest | x509.Certificate
+
+
 def _media_type(value: str | None) -> str:
     return (value or "").split(";", 1)[0].strip().lower()
 
@@ -144,7 +147,9 @@ def decode_csr_body(body: bytes, content_type: str | None, transfer_encoding: st
 
 
 def encode_certs_only(certificates: Sequence[x509.Certificate]) -> bytes:
-    """A base64 PKCS#7 certs-only SignedData (RFC 7030 4.1.3, RFC 5751 3.2.2), 64-character lines."""
+    """A base64 PKCS#7 certs-only SignedData (RFC 7030 4.1.3, RFC 5751 3.2.2), 64-character lines.
+
+    ``certificates`` is a SET OF (RFC 5652 5.1): DER sorts it, so clients must not rely on order."""
     if not certificates:
         raise InvalidInput("a certs-only response needs at least one certificate")
     der = pkcs7.serialize_certificates(list(certificates), serialization.Encoding.DER)
@@ -188,10 +193,16 @@ def parse_forwarded_certificate(escaped: str) -> x509.Certificate:
         raise NotAuthorised("the forwarded client certificate is malformed") from None
 
 
-def subject_attributes(name: x509.Name) -> dict[str, str]:
-    """A subject as NameRequest attributes; unknown, repeated or multi-valued attributes are refused."""
+def subject_attributes(source: _Named) -> dict[str, str]:
+    """A subject as NameRequest attributes; unknown, repeated or multi-valued attributes are refused,
+    as is a subject that does not parse (cryptography decodes names lazily)."""
+    try:
+        name = source if isinstance(source, x509.Name) else source.subject
+        rdns = list(name.rdns)
+    except ValueError:
+        raise InvalidInput("certificate request subject is malformed") from None
     attributes: dict[str, str] = {}
-    for rdn in name.rdns:
+    for rdn in rdns:
         if len(rdn) != 1:
             raise InvalidInput("certificate request subject has a multi-valued name component")
         (attribute,) = list(rdn)
@@ -469,7 +480,7 @@ class EstService:
             label = check_label(request.label)
             der = decode_csr_body(request.body, request.content_type, request.transfer_encoding)
             csr = load_csr(der)  # RFC 2986 4.2: the self-signature, before the token is looked at
-            attributes = subject_attributes(csr.subject)
+            attributes = subject_attributes(csr)
             token = bearer_token(authorization)
         except FabtrustError as exc:
             self.refused("est.enroll", subject, exc, peer=request.peer)
@@ -519,8 +530,12 @@ class EstService:
         signed by the CA's key), good, valid now. Returns the issuing CA and the serial."""
         der = certificate.public_bytes(serialization.Encoding.DER)
         serial = serial_hex(certificate.serial_number)
+        try:
+            issuer = certificate.issuer
+        except ValueError:
+            raise NotAuthorised("the client certificate is malformed") from None
         for ca in self._pki.cas():
-            if ca.certificate.subject != certificate.issuer:
+            if ca.certificate.subject != issuer:
                 continue
             try:
                 certificate.verify_directly_issued_by(ca.certificate)
@@ -547,7 +562,7 @@ class EstService:
             label = check_label(request.label)
             der = decode_csr_body(request.body, request.content_type, request.transfer_encoding)
             csr = load_csr(der)
-            attributes = subject_attributes(csr.subject)
+            attributes = subject_attributes(csr)
             if certificate is None:
                 raise NotAuthorised(NO_CLIENT_CERT)
             subject = f"cert:{serial_hex(certificate.serial_number)}"
@@ -556,13 +571,15 @@ class EstService:
             actor = f"device-cert:{ca.ca_id}:{serial}@{request.peer}"
             if label is not None and label != ca.ca_id:
                 raise NotAuthorised("the client certificate was not issued by the CA of this label")
-            current = subject_attributes(certificate.subject)
+            current = subject_attributes(certificate)
             if attributes != current:
                 # RFC 7030 4.2.2: the Subject field MUST be identical to the certificate's
                 raise PolicyViolation(
                     "a re-enrollment request must carry the subject of the current certificate"
                 )
             _, row = self._pki.certificate(ca.ca_id, serial)
+            if row["profile"] not in EST_PROFILES:
+                raise PolicyViolation(f"EST re-enrolls {', '.join(sorted(EST_PROFILES))} certificates only")
             device_serial: str | None = row["device_serial"]
             if device_serial is not None and current.pop("serialNumber", None) != device_serial:
                 raise PolicyViolation("the client certificate does not name its device serial")

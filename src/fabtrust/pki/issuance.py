@@ -173,6 +173,19 @@ def _uri_host(uri: str) -> str:
         raise InvalidInput(f"{uri!r} is not an http(s) URI with a host (RFC 5280 4.2.1.10 needs a host)")
     if not _VISIBLE_ASCII.fullmatch(uri):
         raise InvalidInput(f"{uri!r} must be printable ASCII (an IA5String)")
+    # RFC 5280 4.2.1.10 constrains the host part (RFC 3986 3.2.2), but relying parties find it by
+    # scanning (OpenSSL: from "//" to the next ":" or "/"). Only an authority every reader splits
+    # the same way is accepted: no userinfo, no trailing dot, a path or nothing after it.
+    rest = uri[len(parts.scheme) + 3 + len(parts.netloc) :]
+    try:
+        parts.port  # noqa: B018 (a non-numeric or out-of-range port raises ValueError)
+    except ValueError:
+        raise InvalidInput(f"{uri!r} has an invalid port") from None
+    if "@" in parts.netloc or parts.hostname.endswith(".") or (rest and not rest.startswith("/")):
+        raise InvalidInput(
+            f"{uri!r} must be http(s)://host[:port] followed by a path or nothing "
+            "(no userinfo, trailing dot, query or fragment right after the host)"
+        )
     return _check_dns(parts.hostname)
 
 
@@ -192,7 +205,9 @@ def san_entries(profile: Profile, request: NameRequest) -> list[x509.GeneralName
             names.append(x509.IPAddress(ipaddress.ip_address(ip)))
         except ValueError:
             raise InvalidInput(f"{ip!r} is not an IP address") from None
-    if not names and profile.san and "serialNumber" not in request.attributes:
+    if not names and profile.san:
+        # a device too: its URI names it (issue 3), and a certificate without one would escape the
+        # issuer's name constraints, which apply only to names present (RFC 5280 4.2.1.10)
         raise InvalidInput(f"profile {profile.name} needs a subject alternative name")
     return names
 

@@ -44,6 +44,7 @@ from fabtrust.pki.issuance import (
     check_name_constraints,
     csr_key_type,
     load_csr,
+    subject_name,
     validity,
 )
 from fabtrust.pki.profiles import Profile, Profiles
@@ -294,7 +295,27 @@ class PkiService:
         base_url: str = DEFAULT_BASE_URL,
         scrypt_n: int = 2**15,
     ) -> Ceremony:
-        """Create the root key and certificate, its encrypted backup and the custodians' shares."""
+        """Create the root key and certificate, its encrypted backup and the custodians' shares.
+
+        A refused ceremony is logged and leaves nothing behind (no key in the key store)."""
+        try:
+            return self._init_root(
+                attributes, custodians, threshold, key_type, validity_days, base_url, scrypt_n
+            )
+        except FabtrustError as exc:
+            self._refusal("ca.init-root", ROOT_ID, exc, custodians=len(custodians), threshold=threshold)
+            raise
+
+    def _init_root(
+        self,
+        attributes: dict[str, str],
+        custodians: Sequence[tuple[str, str]],
+        threshold: int,
+        key_type: KeyType,
+        validity_days: int | None,
+        base_url: str,
+        scrypt_n: int,
+    ) -> Ceremony:
         profile = self.profiles.get("root-ca")
         with self._store.read() as conn:
             if conn.execute(select(pki_cas.c.ca_id).where(pki_cas.c.ca_id == ROOT_ID)).first():
@@ -304,8 +325,10 @@ class PkiService:
                 f"the root key must be one of {', '.join(k.value for k in profile.key_types)}"
             )
         _check_base_url(base_url)
-        ceremony_id = secrets.token_hex(8)
+        subject_name(profile, attributes)  # checked before any key exists: a refusal changes nothing
         now = self._clock()
+        not_before, not_after = validity(profile, None, now, _days_after(now, validity_days))
+        ceremony_id = secrets.token_hex(8)
         private = generate_private_key(key_type)
         root_fp = key_id(spki_der(private.public_key()))
         pkcs8 = private.private_bytes(
@@ -318,7 +341,6 @@ class PkiService:
         label = f"root-ca-{ceremony_id}"
         info = importer(self._keystore).import_private_key(label, key_type, KeyUsage.SIGN, pkcs8)
         del pkcs8, private, backup_key  # the key store holds the only usable copy from here
-        not_before, not_after = validity(profile, None, now, _days_after(now, validity_days))
         builder = build_certificate(
             profile,
             ca_private_key(self._keystore, info).public_key(),
@@ -423,17 +445,26 @@ class PkiService:
         key_type: KeyType = KeyType.P384,
         validity_days: int | None = None,
     ) -> CaRecord:
-        """A CA for one product line, key in this key store, signed by the root."""
-        ca_id = f"product-{_check_name(name)}"
+        """A CA for one product line, key in this key store, signed by the root.
+
+        Every refusal is logged and comes before the key is generated (a refusal changes nothing)."""
+        ca_id = "product-ca"
         profile = self.profiles.get("product-ca")
         try:
+            ca_id = f"product-{_check_name(name)}"
             if key_type not in profile.key_types:
                 raise PolicyViolation(f"profile product-ca does not allow {key_type.value} keys")
             root = self.ca(ROOT_ID)
-            check_chain(self._views([root]), profile, self._clock())
+            now = self._clock()
+            check_chain(self._views([root]), profile, now)
             from fabtrust.pki.issuance import _check_dns
 
             domain = _check_dns(device_domain)
+            subject_name(profile, attributes)
+            validity(profile, root.certificate, now, _days_after(now, validity_days))
+            with self._store.read() as conn:
+                if conn.execute(select(pki_cas.c.ca_id).where(pki_cas.c.ca_id == ca_id)).first():
+                    raise Conflict(f"CA {ca_id!r} exists already")
             info = self._keystore.generate(f"{ca_id}-{secrets.token_hex(4)}", key_type, KeyUsage.SIGN)
             cert = self._sign_ca(
                 root,
@@ -478,11 +509,12 @@ class PkiService:
         attributes: dict[str, str] | None = None,
     ) -> CaRecord:
         """Certify a station's order-bound issuing key (its CSR): path length 0, valid until the end of
-        the order's window, constrained to the product's device URIs."""
-        parent = self.ca(f"product-{_check_name(product)}")
-        ca_id = f"issuing-{_check_name(station)}-{_check_name(order_id)}"
+        the order's window, constrained to the product's device URIs. Every refusal is logged."""
+        ca_id = "issuing-ca"
         profile = self.profiles.get("issuing-ca")
         try:
+            parent = self.ca(f"product-{_check_name(product)}")
+            ca_id = f"issuing-{_check_name(station)}-{_check_name(order_id)}"
             csr = load_csr(csr_data)
             csr_key_type(csr, profile)
             check_chain(self._views(self.chain(parent.ca_id)), profile, self._clock())
@@ -547,9 +579,24 @@ class PkiService:
         """Record the CAs of a bundle (nearest first); at a station, with the key of the first one.
 
         Every link must verify up to a self-signed root; a root already known here must be the same
-        certificate; the key, if named, must be the first CA's public key.
+        certificate; the key, if named, must be the first CA's public key. Refusals are logged.
         """
+        try:
+            entries = self._adopt(bundle, key_uri)
+        except FabtrustError as exc:
+            digest = hashlib.sha256(bundle).hexdigest() if isinstance(bundle, bytes) else None
+            self._refusal("ca.adopt", "ca-bundle", exc, bundle_sha256=digest, with_key=key_uri is not None)
+            raise
+        first = entries[0][0]["ca_id"]
+        self._record("ca.adopt", first, chain=[e[0]["ca_id"] for e in entries], with_key=key_uri is not None)
+        return self.ca(first)
+
+    def _adopt(self, bundle: bytes, key_uri: str | None) -> list[tuple[dict[str, Any], x509.Certificate]]:
         entries = _parse_bundle(bundle)
+        if entries[-1][0]["kind"] != "root-ca" or entries[-1][0]["ca_id"] != ROOT_ID:
+            # the root is known by its id: a bundle naming its root otherwise would slip past the
+            # same-root check below and bring a second root into this home
+            raise InvalidInput(f"CA bundle must end at the root CA {ROOT_ID!r}")
         certs = [e[1] for e in entries]
         for child, parent in itertools.pairwise(certs):
             try:
@@ -591,9 +638,7 @@ class PkiService:
                     conn.execute(
                         update(pki_cas).where(pki_cas.c.ca_id == entry["ca_id"]).values(key_uri=own_key)
                     )
-        first = entries[0][0]["ca_id"]
-        self._record("ca.adopt", first, chain=[e[0]["ca_id"] for e in entries], with_key=key_uri is not None)
-        return self.ca(first)
+        return entries
 
     def _sign_ca(
         self,
@@ -702,6 +747,9 @@ class PkiService:
             checked = chains[key] = (chain, views)
         chain, views = checked
         issuer = chain[0]
+        if issuer.order_id is not None and req.order_id is not None and req.order_id != issuer.order_id:
+            # an order-bound issuing CA certifies devices of its own order only (quota, reconciliation)
+            raise PolicyViolation(f"CA {issuer.ca_id} issues for order {issuer.order_id}, not {req.order_id}")
         names = req.names
         if profile.name == "device-idevid":
             if not req.device_serial:

@@ -1,0 +1,458 @@
+"""``fabtrust ca`` and ``fabtrust cert`` driven in-process through ``main()``: the whole two-home
+flow an operator runs (root ceremony 3-of-5, product CA, the station's key and CSR, the signed
+issuing CA, adoption, device certificates, show, revoke), then every refusal: exit 2, one line
+``error: ...``, and nothing written (no file in ``--out``, no key, pki tables unchanged; a refusal
+the service sees is an audit entry with outcome ``refused``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import shutil
+import sqlite3
+import stat
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from fabtrust.cli.main import main
+from fabtrust.crypto import dsse
+from fabtrust.crypto.keys import key_id, spki_der
+from fabtrust.home import Home
+from fabtrust.pki.service import CEREMONY_TYPE
+from fabtrust.tlog.audit import AuditEntry
+
+PASSPHRASE = "keystore-passphrase-for-cli"
+CUSTODIAN_PASSPHRASES = {n: f"custodian-{n}-secret-words" for n in range(1, 6)}
+SECRETS = (PASSPHRASE, *CUSTODIAN_PASSPHRASES.values())
+DOMAIN = "widget.devices.acme.example"
+ORDER = "po-1001"
+ISSUING = f"issuing-line1-{ORDER}"
+STATION_KEY = f"soft:issuing-{ORDER}"
+
+
+@dataclass(frozen=True)
+class Result:
+    code: int
+    out: str
+    err: str
+
+    def ok(self) -> Result:
+        assert self.code == 0, f"exit {self.code}: {self.err}"
+        assert "Traceback" not in self.out + self.err
+        return self
+
+    def refused(self, *needles: str) -> Result:
+        """Exit 2, exactly one line 'error: ...' on stderr, no traceback, no secret."""
+        assert self.code == 2, f"exit {self.code}; stdout={self.out!r} stderr={self.err!r}"
+        assert "Traceback" not in self.out + self.err
+        lines = self.err.splitlines()
+        assert len(lines) == 1, f"expected one line, got {self.err!r}"
+        assert lines[0].startswith("error: "), lines[0]
+        for needle in needles:
+            assert needle.lower() in lines[0].lower(), f"{needle!r} not in {lines[0]!r}"
+        for secret in SECRETS:
+            assert secret not in self.out + self.err
+        return self
+
+
+def invoke(*args: object) -> Result:
+    """``fabtrust ARGS`` in this process, its output captured."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main([str(a) for a in args])
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return Result(code, out.getvalue(), err.getvalue())
+
+
+ENV = {
+    "FABTRUST_KEYSTORE_PASSPHRASE": PASSPHRASE,
+    "COLUMNS": "200",
+    **{f"FABTRUST_CUSTODIAN_PASSPHRASE_{n}": p for n, p in CUSTODIAN_PASSPHRASES.items()},
+}
+
+
+@contextlib.contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in (*values, "FABTRUST_HOME", "FABTRUST_DB")}
+    os.environ.pop("FABTRUST_HOME", None)
+    os.environ.pop("FABTRUST_DB", None)
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def never() -> str:
+    raise AssertionError("a secret was asked for")
+
+
+def pki_state(home: Path) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    with contextlib.closing(sqlite3.connect(home / "fabtrust.db")) as db:
+        cas = db.execute("SELECT ca_id, status, key_uri, cert_der FROM pki_cas ORDER BY ca_id").fetchall()
+        certs = db.execute("SELECT ca_id, serial, status FROM pki_certs ORDER BY serial").fetchall()
+    return cas, certs
+
+
+def key_files(home: Path) -> list[str]:
+    return sorted(p.name for p in (home / "keystore").rglob("*") if p.is_file())
+
+
+def audit(home: Path) -> list[AuditEntry]:
+    with Home.open(home, passphrase=never, pin=never) as h:
+        return [AuditEntry.parse(e) for e in h.log.entries(0, h.log.size())]
+
+
+def csr_pem(key: Any = None, algorithm: hashes.HashAlgorithm | None = None) -> bytes:
+    key = key or ec.generate_private_key(ec.SECP256R1())
+    csr = x509.CertificateSigningRequestBuilder().subject_name(x509.Name([])).sign(key, algorithm or hashes.SHA256())
+    return csr.public_bytes(serialization.Encoding.PEM)
+
+
+# -- the flow, run once ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Flow:
+    dir: Path  # oem/, station/, other/ (another OEM), ceremony/, other-ceremony/ and the documents
+    results: dict[str, Result]
+    device_serial_hex: str
+
+    @property
+    def oem(self) -> Path:
+        return self.dir / "oem"
+
+    @property
+    def station(self) -> Path:
+        return self.dir / "station"
+
+
+def window_end() -> str:
+    return (datetime.now(UTC) + timedelta(days=30)).strftime("%Y-%m-%d")
+
+
+@pytest.fixture(scope="module")
+def flow(tmp_path_factory: pytest.TempPathFactory) -> Flow:
+    d = tmp_path_factory.mktemp("cli-pki")
+    results: dict[str, Result] = {}
+    steps: list[tuple[str, list[object]]] = [
+        ("init-oem", ["--home", d / "oem", "init"]),
+        ("init-station", ["--home", d / "station", "init"]),
+        ("init-other", ["--home", d / "other", "init"]),
+        ("ceremony", ["--home", d / "oem", "ca", "init-root", "--custodians", "5", "--threshold", "3",
+                      "--cn", "Acme Root CA", "--org", "Acme", "--country", "DE", "--out", d / "ceremony"]),
+        ("other-ceremony", ["--home", d / "other", "ca", "init-root", "--custodians", "5", "--threshold", "3",
+                            "--out", d / "other-ceremony"]),
+        ("product", ["--home", d / "oem", "ca", "create-product-ca", "widget", "--cn", "Acme Widget CA",
+                     "--org", "Acme", "--device-domain", DOMAIN]),
+        ("station-key", ["--home", d / "station", "keys", "create", f"issuing-{ORDER}", "--type", "ecdsa-p256",
+                         "--purpose", "issuing CA"]),
+        ("spare-key", ["--home", d / "station", "keys", "create", "spare", "--type", "ecdsa-p256"]),
+        ("csr", ["--home", d / "station", "ca", "csr", "--key", STATION_KEY, "--cn", f"line1 {ORDER}",
+                 "--org", "Acme", "--out", d / "po.csr"]),
+        ("sign", ["--home", d / "oem", "ca", "sign-issuing-ca", "--product", "widget", "--csr", d / "po.csr",
+                  "--station", "line1", "--order", ORDER, "--not-after", window_end(), "--out", d / "bundle.json"]),
+        ("adopt", ["--home", d / "station", "ca", "adopt", d / "bundle.json", "--key", STATION_KEY]),
+        ("other-bundle", ["--home", d / "other", "ca", "export-bundle", "root", "--out", d / "other-bundle.json"]),
+    ]  # fmt: skip
+    (d / "device.csr").write_bytes(csr_pem())
+    steps.append(
+        ("issue", ["--home", d / "station", "cert", "issue", "--ca", ISSUING, "--csr", d / "device.csr",
+                   "--device-serial", "SN-1", "--org", "Acme", "--uri", f"https://{DOMAIN}/devices/SN-1",
+                   "--order", ORDER, "--out", d / "device.pem"])  # fmt: skip
+    )
+    with environment(ENV):
+        for name, args in steps:
+            results[name] = invoke(*args).ok()
+        device = x509.load_pem_x509_certificate((d / "device.pem").read_bytes())
+        results["list-station"] = invoke("--home", d / "station", "ca", "list").ok()
+        results["show"] = invoke(
+            "--home", d / "station", "cert", "show", "--ca", ISSUING, "--serial", format(device.serial_number, "x")
+        ).ok()
+    return Flow(d, results, format(device.serial_number, "x"))
+
+
+@pytest.fixture
+def work(flow: Flow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Flow:
+    """A copy of the flow's homes and documents for a test that may change them."""
+    target = tmp_path / "flow"
+    shutil.copytree(flow.dir, target)
+    for name in ("FABTRUST_HOME", "FABTRUST_DB"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in ENV.items():
+        monkeypatch.setenv(name, value)
+    return Flow(target, flow.results, flow.device_serial_hex)
+
+
+# -- the flow --------------------------------------------------------------------------------------
+
+
+def test_the_ceremony_writes_backup_shares_and_a_signed_transcript(flow: Flow) -> None:
+    out = flow.dir / "ceremony"
+    files = {p.name: stat.S_IMODE(p.stat().st_mode) for p in out.iterdir()}
+    assert files == {
+        "root-ca.pem": 0o644,
+        "root-backup.json": 0o600,
+        "ceremony-transcript.dsse.json": 0o644,
+        **{f"share-custodian-{n}.json": 0o600 for n in range(1, 6)},
+    }
+    assert "shares       3 of 5: custodian-1, custodian-2" in flow.results["ceremony"].out
+    root = x509.load_pem_x509_certificate((out / "root-ca.pem").read_bytes())
+    assert root.subject.rfc4514_string() == "CN=Acme Root CA,O=Acme,C=DE"
+    spki = spki_der(root.public_key())  # type: ignore[arg-type]
+    raw = (out / "ceremony-transcript.dsse.json").read_bytes()
+    payload = dsse.verify(dsse.Envelope.parse(raw), CEREMONY_TYPE, {key_id(spki): spki})
+    transcript = json.loads(payload)
+    assert transcript["root"]["fingerprint"] == key_id(spki)
+    assert [c["custodian"] for c in transcript["custodians"]] == [f"custodian-{n}" for n in range(1, 6)]
+    for n in range(1, 6):
+        share = json.loads((out / f"share-custodian-{n}.json").read_bytes())
+        assert transcript["custodians"][n - 1]["share_fingerprint"] == share["share_fingerprint"]
+        assert share["ciphertext"].encode() not in raw + payload
+    logged = next(e for e in audit(flow.oem) if e.action == "ca.init-root")
+    assert logged.details["transcript_sha256"] == hashlib.sha256(payload).hexdigest()
+
+
+def test_the_station_holds_its_issuing_key_and_the_chain(flow: Flow) -> None:
+    assert flow.results["adopt"].out.strip() == f"adopted {ISSUING} with its key"
+    table = flow.results["list-station"].out
+    rows = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[1:-1]] for line in table.splitlines() if "│" in line}
+    assert rows[ISSUING][1:4] == ["issuing-ca", "product-widget", "active"]
+    assert rows[ISSUING][-1] == "yes"
+    assert rows["product-widget"][-1] == "no"
+    assert rows["root"][-1] == "no"
+    bundle = json.loads((flow.dir / "bundle.json").read_bytes())
+    assert [e["ca_id"] for e in bundle["cas"]] == [ISSUING, "product-widget", "root"]
+
+
+def test_the_device_certificate_and_show(flow: Flow) -> None:
+    device = x509.load_pem_x509_certificate((flow.dir / "device.pem").read_bytes())
+    issuing = x509.load_pem_x509_certificate(json.loads((flow.dir / "bundle.json").read_bytes())["cas"][0]["certificate"].encode())
+    device.verify_directly_issued_by(issuing)
+    assert device.subject.rfc4514_string() == "2.5.4.5=SN-1,O=Acme"
+    assert flow.results["issue"].out.strip() == f"issued {flow.device_serial_hex} by {ISSUING} to {flow.dir / 'device.pem'}"
+    show = flow.results["show"].out
+    assert f"serial   {flow.device_serial_hex}  (device-idevid, issued by {ISSUING})" in show
+    assert "status   good" in show
+    assert show.rstrip().endswith("-----END CERTIFICATE-----")
+
+
+def test_cert_revoke_then_show(work: Flow) -> None:
+    station = work.station
+    invoke("--home", station, "cert", "revoke", "--ca", ISSUING, "--serial", work.device_serial_hex, "--reason", "keyCompromise").ok()
+    show = invoke("--home", station, "cert", "show", "--ca", ISSUING, "--serial", work.device_serial_hex).ok()
+    assert "status   revoked (keyCompromise)" in show.out
+    again = invoke("--home", station, "cert", "revoke", "--device", "SN-1", "--reason", "superseded").ok()
+    assert again.out.strip() == "revoked 0 certificate(s)"
+
+
+def test_a_revoked_issuing_ca_issues_no_more(work: Flow) -> None:
+    station = work.station
+    assert invoke("--home", station, "ca", "revoke", ISSUING, "--reason", "cessationOfOperation").ok().out.strip() == f"revoked {ISSUING}"
+    (work.dir / "next.csr").write_bytes(csr_pem())
+    before = pki_state(station)
+    invoke(
+        "--home", station, "cert", "issue", "--ca", ISSUING, "--csr", work.dir / "next.csr", "--device-serial", "SN-2",
+        "--org", "Acme", "--uri", f"https://{DOMAIN}/devices/SN-2",
+    ).refused(f"issuer {ISSUING} is revoked")  # fmt: skip
+    assert pki_state(station) == before
+    last = audit(station)[-1]
+    assert (last.action, last.outcome.value, last.details["reason"]) == ("cert.issue", "refused", "policy_violation")
+
+
+def test_restore_root_from_three_shares_with_the_ceremony_passphrases(work: Flow) -> None:
+    invoke("--home", work.dir / "dr", "init").ok()
+    c = work.dir / "ceremony"
+    restored = invoke(
+        "--home", work.dir / "dr", "ca", "restore-root", "--backup", c / "root-backup.json",
+        "--share", c / "share-custodian-2.json", "--share", c / "share-custodian-4.json",
+        "--share", c / "share-custodian-5.json", "--root-cert", c / "root-ca.pem",
+    ).ok()  # fmt: skip
+    assert "from 3 shares" in restored.out
+    invoke(
+        "--home", work.dir / "dr", "ca", "create-product-ca", "sprocket", "--cn", "Sprocket CA", "--org", "Acme",
+        "--device-domain", "sprocket.devices.acme.example",
+    ).ok()  # fmt: skip
+    cas, _ = pki_state(work.dir / "dr")
+    assert [row[0] for row in cas] == ["product-sprocket", "root"]
+
+
+# -- refusals --------------------------------------------------------------------------------------
+
+Args = Callable[[Path], list[object]]
+
+
+def restore(*shares: str, root_cert: bool = True) -> Args:
+    def args(d: Path) -> list[object]:
+        out: list[object] = ["--home", d / "station", "ca", "restore-root", "--backup", d / "ceremony" / "root-backup.json"]
+        for share in shares:
+            out += ["--share", d / share]
+        if root_cert:
+            out += ["--root-cert", d / "ceremony" / "root-ca.pem"]
+        return out
+
+    return args
+
+
+def tamper_share(d: Path) -> None:
+    path = d / "ceremony" / "share-custodian-3.json"
+    doc = json.loads(path.read_bytes())
+    data = bytearray(__import__("base64").b64decode(doc["ciphertext"]))
+    data[0] ^= 1
+    doc["ciphertext"] = __import__("base64").b64encode(bytes(data)).decode()
+    path.write_text(json.dumps(doc))
+
+
+def write(name: str, data: bytes | Callable[[], bytes]) -> Callable[[Path], None]:
+    def prepare(d: Path) -> None:
+        (d / name).write_bytes(data() if callable(data) else data)
+
+    return prepare
+
+
+def bad_signature_csr() -> bytes:
+    der = bytearray(x509.load_pem_x509_csr(csr_pem()).public_bytes(serialization.Encoding.DER))
+    der[-1] ^= 1
+    return bytes(der)
+
+
+def issue(csr: str = "x.csr", serial: str = "SN-9", uri: str | None = None, out: str | None = None) -> Args:
+    def args(d: Path) -> list[object]:
+        extra: list[object] = ["--out", d / out] if out else []
+        return [
+            "--home", d / "station", "cert", "issue", "--ca", ISSUING, "--csr", d / csr, "--device-serial", serial,
+            "--org", "Acme", "--uri", uri or f"https://{DOMAIN}/devices/{serial}", *extra,
+        ]  # fmt: skip
+
+    return args
+
+
+def sign(csr: str = "po.csr", not_after: str | None = None, product: str = "widget", order: str = "po-2002", out: str | None = None) -> Args:
+    def args(d: Path) -> list[object]:
+        extra: list[object] = ["--out", d / out] if out else []
+        return [
+            "--home", d / "oem", "ca", "sign-issuing-ca", "--product", product, "--csr", d / csr, "--station", "line1",
+            "--order", order, "--not-after", not_after or window_end(), *extra,
+        ]  # fmt: skip
+
+    return args
+
+
+def init_root(*extra: object, out: str = "new-ceremony", home: str = "station") -> Args:
+    return lambda d: ["--home", d / home, "ca", "init-root", "--out", d / out, *extra]
+
+
+@dataclass(frozen=True)
+class Case:
+    args: Args
+    needle: str
+    home: str  # the home whose pki tables, key files and audit are checked
+    logged: tuple[str, str] | None = None  # (action, reason) of the refusal's audit entry
+    prepare: Callable[[Path], None] | None = None
+    env: dict[str, str | None] | None = None
+    no_dir: str | None = None  # an --out directory that must not appear
+
+
+CASES = [
+    # the root ceremony
+    pytest.param(Case(init_root("--custodians", "5", "--threshold", "6"), "threshold 6 is larger", "station", no_dir="new-ceremony"), id="init-root/threshold-above-custodians"),
+    pytest.param(Case(init_root("--threshold", "1"), "--threshold", "station", no_dir="new-ceremony"), id="init-root/threshold-1"),
+    pytest.param(Case(init_root(), "FABTRUST_CUSTODIAN_PASSPHRASE_4", "station", env={"FABTRUST_CUSTODIAN_PASSPHRASE_4": None}, no_dir="new-ceremony"), id="init-root/missing-passphrase"),
+    pytest.param(Case(init_root(), "too short", "station", ("ca.init-root", "invalid_input"), env={"FABTRUST_CUSTODIAN_PASSPHRASE_2": "short"}, no_dir="new-ceremony"), id="init-root/short-passphrase"),
+    pytest.param(Case(init_root("--country", "de"), "countryName", "station", ("ca.init-root", "invalid_input"), no_dir="new-ceremony"), id="init-root/bad-subject"),
+    pytest.param(Case(init_root("--key-type", "rsa-4096"), "unknown key type", "station", no_dir="new-ceremony"), id="init-root/key-type"),
+    pytest.param(Case(init_root(home="oem"), "a root CA exists already", "oem", ("ca.init-root", "conflict"), no_dir="new-ceremony"), id="init-root/second-ceremony"),
+    pytest.param(Case(init_root(out="ceremony"), "refusing to overwrite", "station"), id="init-root/files-exist"),
+    pytest.param(Case(init_root(out="bundle.json"), "not a directory", "station"), id="init-root/out-is-a-file"),
+    # restoring the root
+    pytest.param(Case(restore("ceremony/share-custodian-1.json", "ceremony/share-custodian-2.json"), "2 of 3 shares given", "station", ("ca.restore-root", "invalid_input")), id="restore/too-few-shares"),
+    pytest.param(Case(restore("ceremony/share-custodian-1.json", "ceremony/share-custodian-2.json", "other-ceremony/share-custodian-3.json"), "share from another ceremony", "station", ("ca.restore-root", "invalid_input")), id="restore/share-of-another-ceremony"),
+    pytest.param(Case(restore("ceremony/share-custodian-1.json", "ceremony/share-custodian-2.json", "ceremony/share-custodian-3.json"), "altered or is corrupt", "station", prepare=tamper_share), id="restore/tampered-share"),
+    pytest.param(Case(restore("ceremony/share-custodian-1.json", "ceremony/share-custodian-2.json", "ceremony/share-custodian-3.json"), "wrong passphrase", "station", env={"FABTRUST_CUSTODIAN_PASSPHRASE_3": "not-the-right-one"}), id="restore/wrong-passphrase"),
+    pytest.param(Case(restore("ceremony/share-custodian-1.json", "ceremony/missing.json"), "not found", "station"), id="restore/missing-share-file"),
+    # product CAs
+    pytest.param(Case(lambda d: ["--home", d / "oem", "ca", "create-product-ca", "sprocket", "--cn", "S", "--org", "Acme", "--device-domain", "not a domain"], "not a valid DNS name", "oem", ("ca.create-product", "invalid_input")), id="product/bad-domain"),
+    pytest.param(Case(lambda d: ["--home", d / "oem", "ca", "create-product-ca", "widget", "--cn", "W", "--org", "Acme", "--device-domain", DOMAIN], "exists already", "oem", ("ca.create-product", "conflict")), id="product/exists"),
+    pytest.param(Case(lambda d: ["--home", d / "oem", "ca", "create-product-ca", "sprocket", "--cn", "S" * 70, "--org", "Acme", "--device-domain", "s.acme.example"], "1-64 characters", "oem", ("ca.create-product", "invalid_input")), id="product/bad-subject"),
+    pytest.param(Case(lambda d: ["--home", d / "station", "ca", "create-product-ca", "sprocket", "--cn", "S", "--org", "Acme", "--device-domain", "s.acme.example"], "does not hold the key of ca root", "station", ("ca.create-product", "policy_violation")), id="product/no-root-key-here"),
+    # CSRs and issuing CAs
+    pytest.param(Case(lambda d: ["--home", d / "station", "ca", "csr", "--key", "soft:nope", "--cn", "x", "--org", "Acme"], "no key", "station"), id="csr/unknown-key"),
+    pytest.param(Case(lambda d: ["--home", d / "station", "ca", "csr", "--key", STATION_KEY, "--cn", "x", "--org", "Acme", "--out", d / "po.csr"], "refusing to overwrite", "station"), id="csr/out-exists"),
+    pytest.param(Case(sign(out="bundle.json"), "refusing to overwrite", "oem"), id="sign/out-exists"),
+    pytest.param(Case(sign(csr="missing.csr"), "not found", "oem"), id="sign/csr-missing"),
+    pytest.param(Case(sign(csr="x.csr"), "malformed", "oem", ("ca.sign-issuing", "invalid_input"), prepare=write("x.csr", b"-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n")), id="sign/csr-malformed"),
+    pytest.param(Case(sign(csr="x.csr"), "larger than 65536 bytes", "oem", ("ca.sign-issuing", "invalid_input"), prepare=write("x.csr", b"0" * (64 * 1024 + 1))), id="sign/csr-oversized"),
+    pytest.param(Case(sign(csr="x.csr"), "ed25519", "oem", ("ca.sign-issuing", "policy_violation"), prepare=write("x.csr", lambda: csr_pem(__import__("cryptography.hazmat.primitives.asymmetric.ed25519", fromlist=["x"]).Ed25519PrivateKey.generate(), None))), id="sign/ed25519-key"),
+    pytest.param(Case(sign(not_after="2099-01-01"), "at most 400 days", "oem", ("ca.sign-issuing", "policy_violation")), id="sign/window-too-long"),
+    pytest.param(Case(sign(not_after="2020-01-01"), "later than now", "oem", ("ca.sign-issuing", "invalid_input")), id="sign/window-over"),
+    pytest.param(Case(sign(product="sprocket"), "no ca 'product-sprocket'", "oem", ("ca.sign-issuing", "not_found")), id="sign/unknown-product"),
+    pytest.param(Case(sign(order=ORDER), "exists already", "oem", ("ca.sign-issuing", "conflict")), id="sign/same-order-again"),
+    # adopting bundles
+    pytest.param(Case(lambda d: ["--home", d / "station", "ca", "adopt", d / "bundle.json", "--key", "soft:spare"], "the key does not belong", "station", ("ca.adopt", "policy_violation")), id="adopt/wrong-key"),
+    pytest.param(Case(lambda d: ["--home", d / "station", "ca", "adopt", d / "other-bundle.json"], "exists here with another certificate", "station", ("ca.adopt", "conflict")), id="adopt/foreign-root"),
+    pytest.param(Case(lambda d: ["--home", d / "station", "ca", "adopt", d / "broken.json"], "not valid JSON", "station", ("ca.adopt", "invalid_input"), prepare=lambda d: (d / "broken.json").write_bytes((d / "bundle.json").read_bytes()[:-20])), id="adopt/truncated"),
+    # device certificates
+    pytest.param(Case(issue(), "does not verify", "station", ("cert.issue", "verification_failed"), prepare=write("x.csr", bad_signature_csr)), id="issue/bad-signature"),
+    pytest.param(Case(issue(), "not supported", "station", ("cert.issue", "invalid_input"), prepare=write("x.csr", lambda: csr_pem(rsa.generate_private_key(65537, 2048)))), id="issue/rsa-key"),
+    pytest.param(Case(issue(), "secp521r1", "station", ("cert.issue", "invalid_input"), prepare=write("x.csr", lambda: csr_pem(ec.generate_private_key(ec.SECP521R1()), hashes.SHA512()))), id="issue/p521-key"),
+    pytest.param(Case(issue(), "malformed", "station", ("cert.issue", "invalid_input"), prepare=write("x.csr", lambda: csr_pem()[:-50])), id="issue/truncated-csr"),
+    pytest.param(Case(issue(), "larger than 65536 bytes", "station", ("cert.issue", "invalid_input"), prepare=write("x.csr", lambda: csr_pem() + b"\n" * 65536)), id="issue/oversized-csr"),
+    pytest.param(Case(issue(serial="SN-1"), "SN-1 has a certificate already", "station", ("cert.issue", "conflict"), prepare=write("x.csr", csr_pem)), id="issue/duplicate-serial"),
+    pytest.param(Case(issue(uri="https://gadget.devices.acme.example/devices/SN-9"), "outside the name constraints", "station", ("cert.issue", "policy_violation"), prepare=write("x.csr", csr_pem)), id="issue/outside-name-constraints"),
+    pytest.param(Case(issue(out="device.pem"), "refusing to overwrite", "station", prepare=write("x.csr", csr_pem)), id="issue/out-exists"),
+    pytest.param(Case(lambda d: ["--home", d / "station", "cert", "issue", "--ca", ISSUING, "--csr", d / "device.csr", "--profile", "rsa-server"], "no certificate profile", "station", ("cert.issue", "not_found")), id="issue/unknown-profile"),
+    # show and revoke
+    pytest.param(Case(lambda d: ["--home", d / "station", "cert", "show", "--ca", ISSUING, "--serial", "abcdef"], "no certificate abcdef", "station"), id="show/unknown-serial"),
+    pytest.param(Case(lambda d: ["--home", d / "station", "cert", "revoke", "--device", "SN-1", "--reason", "certificateHold"], "unknown revocation reason", "station"), id="revoke/hold"),
+    pytest.param(Case(lambda d: ["--home", d / "station", "cert", "revoke", "--serial", "abc", "--reason", "superseded"], "revoke one thing", "station"), id="revoke/serial-without-ca"),
+    pytest.param(Case(lambda d: ["--home", d / "oem", "ca", "revoke", "root", "--reason", "cACompromise"], "root cannot be revoked", "oem"), id="revoke/root"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_refusals_are_one_line_and_change_nothing(work: Flow, monkeypatch: pytest.MonkeyPatch, case: Case) -> None:
+    d = work.dir
+    if case.prepare is not None:
+        case.prepare(d)
+    for name, value in (case.env or {}).items():
+        if value is None:
+            monkeypatch.delenv(name)
+        else:
+            monkeypatch.setenv(name, value)
+    monkeypatch.setattr("fabtrust.cli.ca.os.isatty", lambda fd: False)  # no prompt to fall back on
+    home = d / case.home
+    files_before = sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.is_file() and "fabtrust.db" not in p.name)
+    state_before = pki_state(home)
+    keys_before = key_files(home)
+    entries_before = len(audit(home))
+    invoke(*case.args(d)).refused(case.needle)
+    assert pki_state(home) == state_before
+    assert key_files(home) == keys_before
+    files_after = sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.is_file() and "fabtrust.db" not in p.name)
+    assert files_after == files_before  # nothing written: no certificate, bundle, share or CSR
+    if case.no_dir is not None:
+        assert not (d / case.no_dir).exists()
+    logged = audit(home)[entries_before:]
+    if case.logged is None:
+        assert all(e.outcome.value == "refused" for e in logged)
+    else:
+        assert [(e.action, e.outcome.value, e.details["reason"]) for e in logged] == [(*case.logged[:1], "refused", case.logged[1])]
