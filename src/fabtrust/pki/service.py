@@ -18,6 +18,7 @@ import hashlib
 import itertools
 import json
 import secrets
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -59,6 +60,7 @@ CEREMONY_TYPE = "application/vnd.fabtrust.root-ceremony+json"
 ROOT_ID = "root"
 DEFAULT_BASE_URL = "http://pki.fabtrust.local"
 MAX_BATCH = 10_000
+CHAIN_CACHE_SECONDS = 5.0
 
 # RFC 5280 5.3.1 reasonCode values fabtrust uses (certificateHold and removeFromCRL are not offered:
 # revocation here is final).
@@ -200,6 +202,7 @@ class PkiService:
         self._clock = clock
         self.profiles = profiles or Profiles.builtin()
         self._ca_cache: dict[str, CaRecord] = {}
+        self._chain_cache: dict[str, tuple[float, list[CaRecord]]] = {}
 
     # -- records -----------------------------------------------------------------------------------
 
@@ -236,6 +239,17 @@ class PkiService:
             current = record.parent_id
         return chain
 
+    def _issuer_chain(self, ca_id: str) -> list[CaRecord]:
+        """``chain(ca_id)``, cached for a few seconds for issuance. A CA's certificate never changes;
+        its status may, and every issuance re-checks it inside its write transaction (``_admit``)."""
+        seen = time.monotonic()
+        hit = self._chain_cache.get(ca_id)
+        if hit is not None and seen - hit[0] < CHAIN_CACHE_SECONDS:
+            return hit[1]
+        chain = self.chain(ca_id)
+        self._chain_cache[ca_id] = (seen, chain)
+        return chain
+
     def _views(self, chain: Sequence[CaRecord]) -> list[IssuerView]:
         return [IssuerView(r.certificate, r.status == "revoked", r.ca_id) for r in chain]
 
@@ -259,6 +273,7 @@ class PkiService:
         device_domain: str | None = None,
         order_id: str | None = None,
     ) -> None:
+        self._chain_cache.clear()
         if conn.execute(select(pki_cas.c.ca_id).where(pki_cas.c.ca_id == ca_id)).first():
             raise Conflict(f"CA {ca_id!r} exists already")
         conn.execute(
@@ -399,6 +414,7 @@ class PkiService:
         base_url: str = DEFAULT_BASE_URL,
     ) -> CaRecord:
         """Rebuild the root key from its backup and enough custodian shares, into this key store."""
+        self._chain_cache.clear()
         try:
             pkcs8 = custody.recover_private_key(backup, shares)
             private = serialization.load_der_private_key(pkcs8, password=None)
@@ -462,6 +478,7 @@ class PkiService:
             domain = _check_dns(device_domain)
             subject_name(profile, attributes)
             validity(profile, root.certificate, now, _days_after(now, validity_days))
+            self._ca_key(root)  # the root key must be here to sign
             with self._store.read() as conn:
                 if conn.execute(select(pki_cas.c.ca_id).where(pki_cas.c.ca_id == ca_id)).first():
                     raise Conflict(f"CA {ca_id!r} exists already")
@@ -581,6 +598,7 @@ class PkiService:
         Every link must verify up to a self-signed root; a root already known here must be the same
         certificate; the key, if named, must be the first CA's public key. Refusals are logged.
         """
+        self._chain_cache.clear()
         try:
             entries = self._adopt(bundle, key_uri)
         except FabtrustError as exc:
@@ -741,7 +759,7 @@ class PkiService:
         checked = chains.get(key)
         if checked is None:
             # once per CA and profile in a batch: the chain and the time are the same for all
-            chain = self.chain(req.ca_id)
+            chain = self._issuer_chain(req.ca_id)
             views = self._views(chain)
             check_chain(views, profile, now)
             checked = chains[key] = (chain, views)
@@ -1004,6 +1022,7 @@ class PkiService:
         Returns how many certificates (or CAs) changed; revoking what is revoked already counts
         nothing and is not an error.
         """
+        self._chain_cache.clear()
         if reason not in REASONS:
             raise InvalidInput(f"unknown revocation reason {reason!r} (RFC 5280 5.3.1: {', '.join(REASONS)})")
         chosen = [x for x in (serial, device_serial, order_id, issuing_ca) if x is not None]
