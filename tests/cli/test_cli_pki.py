@@ -157,52 +157,27 @@ def window_end() -> str:
 def flow(tmp_path_factory: pytest.TempPathFactory) -> Flow:
     d = tmp_path_factory.mktemp("cli-pki")
     results: dict[str, Result] = {}
+    root_names = ("--cn", "Acme Root CA", "--org", "Acme", "--country", "DE")
+    product_names = ("--cn", "Acme Widget CA", "--org", "Acme", "--device-domain", DOMAIN)
+    window = ("--station", "line1", "--order", ORDER, "--not-after", window_end())
+    device = ("--device-serial", "SN-1", "--org", "Acme", "--uri", f"https://{DOMAIN}/devices/SN-1", "--order", ORDER)
     steps: list[tuple[str, list[object]]] = [
         ("init-oem", ["--home", d / "oem", "init"]),
         ("init-station", ["--home", d / "station", "init"]),
         ("init-other", ["--home", d / "other", "init"]),
-        ("ceremony", ["--home", d / "oem", "ca", "init-root", "--custodians", "5", "--threshold", "3",
-                      "--cn", "Acme Root CA", "--org", "Acme", "--country", "DE", "--out", d / "ceremony"]),
-        ("other-ceremony", ["--home", d / "other", "ca", "init-root", "--custodians", "5", "--threshold", "3",
-                            "--out", d / "other-ceremony"]),
-        ("product", ["--home", d / "oem", "ca", "create-product-ca", "widget", "--cn", "Acme Widget CA",
-                     "--org", "Acme", "--device-domain", DOMAIN]),
-        ("station-key", ["--home", d / "station", "keys", "create", f"issuing-{ORDER}", "--type", "ecdsa-p256",
-                         "--purpose", "issuing CA"]),
-        ("spare-key", ["--home", d / "station", "keys", "create", "spare", "--type", "ecdsa-p256"]),
-        ("csr", ["--home", d / "station", "ca", "csr", "--key", STATION_KEY, "--cn", f"line1 {ORDER}",
-                 "--org", "Acme", "--out", d / "po.csr"]),
-        ("sign", ["--home", d / "oem", "ca", "sign-issuing-ca", "--product", "widget", "--csr", d / "po.csr",
-                  "--station", "line1", "--order", ORDER, "--not-after", window_end(), "--out", d / "bundle.json"]),
+        ("init-blank", ["--home", d / "blank", "init"]),
+        ("ceremony", ["--home", d / "oem", "ca", "init-root", *root_names, "--out", d / "ceremony"]),
+        ("other-ceremony", ["--home", d / "other", "ca", "init-root", "--out", d / "other-ceremony"]),
+        ("product", ["--home", d / "oem", "ca", "create-product-ca", "widget", *product_names]),
+        ("station-key", ["--home", d / "station", "keys", "create", f"issuing-{ORDER}", "--purpose", "issuing CA"]),
+        ("spare-key", ["--home", d / "station", "keys", "create", "spare"]),
+        ("csr", ["--home", d / "station", "ca", "csr", "--key", STATION_KEY, "--cn", f"line1 {ORDER}", "--org", "Acme"]),
+        ("sign", ["--home", d / "oem", "ca", "sign-issuing-ca", "--product", "widget", "--csr", d / "po.csr", *window]),
         ("adopt", ["--home", d / "station", "ca", "adopt", d / "bundle.json", "--key", STATION_KEY]),
         ("other-bundle", ["--home", d / "other", "ca", "export-bundle", "root", "--out", d / "other-bundle.json"]),
-    ]  # fmt: skip
+        ("issue", ["--home", d / "station", "cert", "issue", "--ca", ISSUING, "--csr", d / "device.csr", *device]),
+    ]
     (d / "device.csr").write_bytes(csr_pem())
-    steps.append(
-        (
-            "issue",
-            [
-                "--home",
-                d / "station",
-                "cert",
-                "issue",
-                "--ca",
-                ISSUING,
-                "--csr",
-                d / "device.csr",
-                "--device-serial",
-                "SN-1",
-                "--org",
-                "Acme",
-                "--uri",
-                f"https://{DOMAIN}/devices/SN-1",
-                "--order",
-                ORDER,
-                "--out",
-                d / "device.pem",
-            ],
-        )  # fmt: skip
-    )
     with environment(ENV):
         for name, args in steps:
             results[name] = invoke(*args).ok()
@@ -360,23 +335,42 @@ def test_restore_root_from_three_shares_with_the_ceremony_passphrases(work: Flow
 Args = Callable[[Path], list[object]]
 
 
-def restore(*shares: str, root_cert: bool = True) -> Args:
-    def args(d: Path) -> list[object]:
-        out: list[object] = [
-            "--home",
-            d / "station",
-            "ca",
-            "restore-root",
-            "--backup",
-            d / "ceremony" / "root-backup.json",
-        ]
-        for share in shares:
-            out += ["--share", d / share]
-        if root_cert:
-            out += ["--root-cert", d / "ceremony" / "root-ca.pem"]
-        return out
+class P(str):
+    """An argument that names a file in the flow directory."""
 
-    return args
+    __slots__ = ()
+
+
+def cmd(home: str, *args: object) -> Args:
+    """``fabtrust --home <home> ARGS`` with ``P`` arguments resolved in the flow directory."""
+    return lambda d: ["--home", d / home, *(d / a if isinstance(a, P) else a for a in args)]
+
+
+SHARE = [P(f"ceremony/share-custodian-{n}.json") for n in range(1, 6)]
+BACKUP = ("--backup", P("ceremony/root-backup.json"), "--root-cert", P("ceremony/root-ca.pem"))
+
+
+def restore(*shares: P) -> Args:
+    return cmd("blank", "ca", "restore-root", *BACKUP, *(a for s in shares for a in ("--share", s)))
+
+
+def issue(*extra: object, serial: str = "SN-9", host: str = DOMAIN) -> Args:
+    uri = f"https://{host}/devices/{serial}"
+    device = ("--device-serial", serial, "--org", "Acme", "--uri", uri)
+    return cmd("station", "cert", "issue", "--ca", ISSUING, "--csr", P("x.csr"), *device, *extra)
+
+
+def sign(*extra: object, csr: str = "po.csr", not_after: str = "", order: str = "po-2002") -> Args:
+    window = ("--not-after", not_after or window_end(), "--station", "line1", "--order", order)
+    return cmd("oem", "ca", "sign-issuing-ca", "--csr", P(csr), *window, *(extra or ("--product", "widget")))
+
+
+def init_root(home: str = "blank", *extra: object) -> Args:
+    return cmd(home, "ca", "init-root", "--out", P("new-ceremony"), *extra)
+
+
+def product(*args: object) -> Args:
+    return cmd("oem", "ca", "create-product-ca", *args)
 
 
 def tamper_share(d: Path) -> None:
@@ -388,11 +382,15 @@ def tamper_share(d: Path) -> None:
     path.write_text(json.dumps(doc))
 
 
-def write(name: str, data: bytes | Callable[[], bytes]) -> Callable[[Path], None]:
+def write(name: str, data: Callable[[], bytes]) -> Callable[[Path], None]:
     def prepare(d: Path) -> None:
-        (d / name).write_bytes(data() if callable(data) else data)
+        (d / name).write_bytes(data())
 
     return prepare
+
+
+def truncate_bundle(d: Path) -> None:
+    (d / "broken.json").write_bytes((d / "bundle.json").read_bytes()[:-20])
 
 
 def bad_signature_csr() -> bytes:
@@ -401,36 +399,16 @@ def bad_signature_csr() -> bytes:
     return bytes(der)
 
 
-def issue(csr: str = "x.csr", serial: str = "SN-9", uri: str | None = None, out: str | None = None) -> Args:
-    def args(d: Path) -> list[object]:
-        extra: list[object] = ["--out", d / out] if out else []
-        return [
-            "--home", d / "station", "cert", "issue", "--ca", ISSUING, "--csr", d / csr, "--device-serial", serial,
-            "--org", "Acme", "--uri", uri or f"https://{DOMAIN}/devices/{serial}", *extra,
-        ]  # fmt: skip
-
-    return args
+def ed25519_csr() -> bytes:
+    return csr_pem(ed25519.Ed25519PrivateKey.generate(), None)
 
 
-def sign(
-    csr: str = "po.csr",
-    not_after: str | None = None,
-    product: str = "widget",
-    order: str = "po-2002",
-    out: str | None = None,
-) -> Args:
-    def args(d: Path) -> list[object]:
-        extra: list[object] = ["--out", d / out] if out else []
-        return [
-            "--home", d / "oem", "ca", "sign-issuing-ca", "--product", product, "--csr", d / csr, "--station", "line1",
-            "--order", order, "--not-after", not_after or window_end(), *extra,
-        ]  # fmt: skip
-
-    return args
+def rsa_csr() -> bytes:
+    return csr_pem(rsa.generate_private_key(65537, 2048), hashes.SHA256())
 
 
-def init_root(*extra: object, out: str = "new-ceremony", home: str = "station") -> Args:
-    return lambda d: ["--home", d / home, "ca", "init-root", "--out", d / out, *extra]
+def p521_csr() -> bytes:
+    return csr_pem(ec.generate_private_key(ec.SECP521R1()), hashes.SHA512())
 
 
 @dataclass(frozen=True)
@@ -441,63 +419,238 @@ class Case:
     logged: tuple[str, str] | None = None  # (action, reason) of the refusal's audit entry
     prepare: Callable[[Path], None] | None = None
     env: dict[str, str | None] | None = None
-    no_dir: str | None = None  # an --out directory that must not appear
 
+
+def case(case_id: str, args: Args, needle: str, home: str, logged: tuple[str, str] | None = None, **kw: Any) -> Any:
+    return pytest.param(Case(args, needle, home, logged, **kw), id=case_id)
+
+
+NO_PASSPHRASE_4 = {"FABTRUST_CUSTODIAN_PASSPHRASE_4": None}
+SHORT_PASSPHRASE_2 = {"FABTRUST_CUSTODIAN_PASSPHRASE_2": "short"}
+WRONG_PASSPHRASE_3 = {"FABTRUST_CUSTODIAN_PASSPHRASE_3": "not-the-right-one"}
+OTHER_SHARE = P("other-ceremony/share-custodian-3.json")
 
 CASES = [
-    # the root ceremony
-    pytest.param(Case(init_root("--custodians", "5", "--threshold", "6"), "threshold 6 is larger", "station", no_dir="new-ceremony"), id="init-root/threshold-above-custodians"),
-    pytest.param(Case(init_root("--threshold", "1"), "--threshold", "station", no_dir="new-ceremony"), id="init-root/threshold-1"),
-    pytest.param(Case(init_root(), "FABTRUST_CUSTODIAN_PASSPHRASE_4", "station", env={"FABTRUST_CUSTODIAN_PASSPHRASE_4": None}, no_dir="new-ceremony"), id="init-root/missing-passphrase"),
-    pytest.param(Case(init_root(), "too short", "station", ("ca.init-root", "invalid_input"), env={"FABTRUST_CUSTODIAN_PASSPHRASE_2": "short"}, no_dir="new-ceremony"), id="init-root/short-passphrase"),
-    pytest.param(Case(init_root("--country", "de"), "countryName", "station", ("ca.init-root", "invalid_input"), no_dir="new-ceremony"), id="init-root/bad-subject"),
-    pytest.param(Case(init_root("--key-type", "rsa-4096"), "unknown key type", "station", no_dir="new-ceremony"), id="init-root/key-type"),
-    pytest.param(Case(init_root(home="oem"), "a root CA exists already", "oem", ("ca.init-root", "conflict"), no_dir="new-ceremony"), id="init-root/second-ceremony"),
-    pytest.param(Case(init_root(out="ceremony"), "refusing to overwrite", "station"), id="init-root/files-exist"),
-    pytest.param(Case(init_root(out="bundle.json"), "not a directory", "station"), id="init-root/out-is-a-file"),
+    # the root ceremony (nothing may appear in --out, not even the directory)
+    case("init-root/threshold-above-custodians", init_root("blank", "--threshold", "6"), "threshold 6", "blank"),
+    case("init-root/threshold-1", init_root("blank", "--threshold", "1"), "--threshold", "blank"),
+    case("init-root/missing-passphrase", init_root(), "PASSPHRASE_4", "blank", env=NO_PASSPHRASE_4),
+    case(
+        "init-root/short-passphrase",
+        init_root(),
+        "too short",
+        "blank",
+        ("ca.init-root", "invalid_input"),
+        env=SHORT_PASSPHRASE_2,
+    ),
+    case(
+        "init-root/bad-subject",
+        init_root("blank", "--country", "de"),
+        "countryName",
+        "blank",
+        ("ca.init-root", "invalid_input"),
+    ),
+    case("init-root/key-type", init_root("blank", "--key-type", "rsa-4096"), "unknown key type", "blank"),
+    case("init-root/second-ceremony", init_root("oem"), "a root CA exists already", "oem", ("ca.init-root", "conflict")),
+    case("init-root/adopted-root", init_root("station"), "exists already", "station", ("ca.init-root", "conflict")),
+    case("init-root/files-exist", cmd("blank", "ca", "init-root", "--out", P("ceremony")), "overwrite", "blank"),
+    case("init-root/out-is-a-file", cmd("blank", "ca", "init-root", "--out", P("po.csr")), "not a directory", "blank"),
     # restoring the root
-    pytest.param(Case(restore("ceremony/share-custodian-1.json", "ceremony/share-custodian-2.json"), "2 of 3 shares given", "station", ("ca.restore-root", "invalid_input")), id="restore/too-few-shares"),
-    pytest.param(Case(restore("ceremony/share-custodian-1.json", "ceremony/share-custodian-2.json", "other-ceremony/share-custodian-3.json"), "share from another ceremony", "station", ("ca.restore-root", "invalid_input")), id="restore/share-of-another-ceremony"),
-    pytest.param(Case(restore("ceremony/share-custodian-1.json", "ceremony/share-custodian-2.json", "ceremony/share-custodian-3.json"), "altered or is corrupt", "station", prepare=tamper_share), id="restore/tampered-share"),
-    pytest.param(Case(restore("ceremony/share-custodian-1.json", "ceremony/share-custodian-2.json", "ceremony/share-custodian-3.json"), "wrong passphrase", "station", env={"FABTRUST_CUSTODIAN_PASSPHRASE_3": "not-the-right-one"}), id="restore/wrong-passphrase"),
-    pytest.param(Case(restore("ceremony/share-custodian-1.json", "ceremony/missing.json"), "not found", "station"), id="restore/missing-share-file"),
-    # product CAs
-    pytest.param(Case(lambda d: ["--home", d / "oem", "ca", "create-product-ca", "sprocket", "--cn", "S", "--org", "Acme", "--device-domain", "not a domain"], "not a valid DNS name", "oem", ("ca.create-product", "invalid_input")), id="product/bad-domain"),
-    pytest.param(Case(lambda d: ["--home", d / "oem", "ca", "create-product-ca", "widget", "--cn", "W", "--org", "Acme", "--device-domain", DOMAIN], "exists already", "oem", ("ca.create-product", "conflict")), id="product/exists"),
-    pytest.param(Case(lambda d: ["--home", d / "oem", "ca", "create-product-ca", "sprocket", "--cn", "S" * 70, "--org", "Acme", "--device-domain", "s.acme.example"], "1-64 characters", "oem", ("ca.create-product", "invalid_input")), id="product/bad-subject"),
-    pytest.param(Case(lambda d: ["--home", d / "station", "ca", "create-product-ca", "sprocket", "--cn", "S", "--org", "Acme", "--device-domain", "s.acme.example"], "does not hold the key of ca root", "station", ("ca.create-product", "policy_violation")), id="product/no-root-key-here"),
+    case(
+        "restore/too-few-shares",
+        restore(SHARE[0], SHARE[1]),
+        "2 of 3 shares given",
+        "blank",
+        ("ca.restore-root", "invalid_input"),
+    ),
+    case(
+        "restore/share-of-another-ceremony",
+        restore(SHARE[0], SHARE[1], OTHER_SHARE),
+        "share from another ceremony",
+        "blank",
+        ("ca.restore-root", "invalid_input"),
+    ),
+    case("restore/tampered-share", restore(*SHARE[:3]), "altered or is corrupt", "blank", prepare=tamper_share),
+    case("restore/wrong-passphrase", restore(*SHARE[:3]), "wrong passphrase", "blank", env=WRONG_PASSPHRASE_3),
+    case("restore/missing-share-file", restore(SHARE[0], P("ceremony/nope.json")), "not found", "blank"),
+    case(
+        "restore/no-root-certificate",
+        cmd("blank", "ca", "restore-root", "--backup", P("ceremony/root-backup.json"), *(
+            a for s in SHARE[:3] for a in ("--share", s)
+        )),
+        "give the root certificate",
+        "blank",
+        ("ca.restore-root", "invalid_input"),
+    ),
+    # product CAs (no key may be left behind)
+    case(
+        "product/bad-domain",
+        product("sprocket", "--cn", "S", "--org", "Acme", "--device-domain", "not a domain"),
+        "not a valid DNS name",
+        "oem",
+        ("ca.create-product", "invalid_input"),
+    ),
+    case(
+        "product/exists",
+        product("widget", "--cn", "W", "--org", "Acme", "--device-domain", DOMAIN),
+        "exists already",
+        "oem",
+        ("ca.create-product", "conflict"),
+    ),
+    case(
+        "product/bad-subject",
+        product("sprocket", "--cn", "S" * 70, "--org", "Acme", "--device-domain", "s.acme.example"),
+        "1-64 characters",
+        "oem",
+        ("ca.create-product", "invalid_input"),
+    ),
+    case(
+        "product/no-root-key-here",
+        cmd("station", "ca", "create-product-ca", "x", "--cn", "S", "--org", "A", "--device-domain", "s.acme.example"),
+        "does not hold the key of CA root",
+        "station",
+        ("ca.create-product", "policy_violation"),
+    ),
     # CSRs and issuing CAs
-    pytest.param(Case(lambda d: ["--home", d / "station", "ca", "csr", "--key", "soft:nope", "--cn", "x", "--org", "Acme"], "no key", "station"), id="csr/unknown-key"),
-    pytest.param(Case(lambda d: ["--home", d / "station", "ca", "csr", "--key", STATION_KEY, "--cn", "x", "--org", "Acme", "--out", d / "po.csr"], "refusing to overwrite", "station"), id="csr/out-exists"),
-    pytest.param(Case(sign(out="bundle.json"), "refusing to overwrite", "oem"), id="sign/out-exists"),
-    pytest.param(Case(sign(csr="missing.csr"), "not found", "oem"), id="sign/csr-missing"),
-    pytest.param(Case(sign(csr="x.csr"), "malformed", "oem", ("ca.sign-issuing", "invalid_input"), prepare=write("x.csr", b"-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n")), id="sign/csr-malformed"),
-    pytest.param(Case(sign(csr="x.csr"), "larger than 65536 bytes", "oem", ("ca.sign-issuing", "invalid_input"), prepare=write("x.csr", b"0" * (64 * 1024 + 1))), id="sign/csr-oversized"),
-    pytest.param(Case(sign(csr="x.csr"), "ed25519", "oem", ("ca.sign-issuing", "policy_violation"), prepare=write("x.csr", lambda: csr_pem(ed25519.Ed25519PrivateKey.generate(), None))), id="sign/ed25519-key"),
-    pytest.param(Case(sign(not_after="2099-01-01"), "at most 400 days", "oem", ("ca.sign-issuing", "policy_violation")), id="sign/window-too-long"),
-    pytest.param(Case(sign(not_after="2020-01-01"), "later than now", "oem", ("ca.sign-issuing", "invalid_input")), id="sign/window-over"),
-    pytest.param(Case(sign(product="sprocket"), "no ca 'product-sprocket'", "oem", ("ca.sign-issuing", "not_found")), id="sign/unknown-product"),
-    pytest.param(Case(sign(order=ORDER), "exists already", "oem", ("ca.sign-issuing", "conflict")), id="sign/same-order-again"),
+    case("csr/unknown-key", cmd("station", "ca", "csr", "--key", "soft:nope", "--cn", "x", "--org", "A"), "no key", "station"),
+    case(
+        "csr/out-exists",
+        cmd("station", "ca", "csr", "--key", STATION_KEY, "--cn", "x", "--org", "A", "--out", P("po.csr")),
+        "refusing to overwrite",
+        "station",
+    ),
+    case("sign/out-exists", sign("--product", "widget", "--out", P("bundle.json")), "refusing to overwrite", "oem"),
+    case("sign/csr-missing", sign(csr="missing.csr"), "not found", "oem"),
+    case(
+        "sign/csr-malformed",
+        sign(csr="x.csr"),
+        "malformed",
+        "oem",
+        ("ca.sign-issuing", "invalid_input"),
+        prepare=write("x.csr", lambda: b"-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n"),
+    ),
+    case(
+        "sign/csr-oversized",
+        sign(csr="x.csr"),
+        "larger than 65536 bytes",
+        "oem",
+        ("ca.sign-issuing", "invalid_input"),
+        prepare=write("x.csr", lambda: b"0" * (64 * 1024 + 1)),
+    ),
+    case(
+        "sign/ed25519-key",
+        sign(csr="x.csr"),
+        "does not allow ed25519 keys",
+        "oem",
+        ("ca.sign-issuing", "policy_violation"),
+        prepare=write("x.csr", ed25519_csr),
+    ),
+    case(
+        "sign/window-too-long",
+        sign(not_after="2099-01-01"),
+        "at most 400 days",
+        "oem",
+        ("ca.sign-issuing", "policy_violation"),
+    ),
+    case("sign/window-over", sign(not_after="2020-01-01"), "later than now", "oem", ("ca.sign-issuing", "invalid_input")),
+    case(
+        "sign/unknown-product",
+        sign("--product", "sprocket"),
+        "no CA 'product-sprocket'",
+        "oem",
+        ("ca.sign-issuing", "not_found"),
+    ),
+    case("sign/same-order-again", sign(order=ORDER), "exists already", "oem", ("ca.sign-issuing", "conflict")),
     # adopting bundles
-    pytest.param(Case(lambda d: ["--home", d / "station", "ca", "adopt", d / "bundle.json", "--key", "soft:spare"], "the key does not belong", "station", ("ca.adopt", "policy_violation")), id="adopt/wrong-key"),
-    pytest.param(Case(lambda d: ["--home", d / "station", "ca", "adopt", d / "other-bundle.json"], "exists here with another certificate", "station", ("ca.adopt", "conflict")), id="adopt/foreign-root"),
-    pytest.param(Case(lambda d: ["--home", d / "station", "ca", "adopt", d / "broken.json"], "not valid JSON", "station", ("ca.adopt", "invalid_input"), prepare=lambda d: (d / "broken.json").write_bytes((d / "bundle.json").read_bytes()[:-20])), id="adopt/truncated"),
+    case(
+        "adopt/wrong-key",
+        cmd("station", "ca", "adopt", P("bundle.json"), "--key", "soft:spare"),
+        "the key does not belong",
+        "station",
+        ("ca.adopt", "policy_violation"),
+    ),
+    case(
+        "adopt/foreign-root",
+        cmd("station", "ca", "adopt", P("other-bundle.json")),
+        "exists here with another certificate",
+        "station",
+        ("ca.adopt", "conflict"),
+    ),
+    case(
+        "adopt/truncated",
+        cmd("station", "ca", "adopt", P("broken.json")),
+        "not valid JSON",
+        "station",
+        ("ca.adopt", "invalid_input"),
+        prepare=truncate_bundle,
+    ),
     # device certificates
-    pytest.param(Case(issue(), "does not verify", "station", ("cert.issue", "verification_failed"), prepare=write("x.csr", bad_signature_csr)), id="issue/bad-signature"),
-    pytest.param(Case(issue(), "not supported", "station", ("cert.issue", "invalid_input"), prepare=write("x.csr", lambda: csr_pem(rsa.generate_private_key(65537, 2048), hashes.SHA256()))), id="issue/rsa-key"),
-    pytest.param(Case(issue(), "secp521r1", "station", ("cert.issue", "invalid_input"), prepare=write("x.csr", lambda: csr_pem(ec.generate_private_key(ec.SECP521R1()), hashes.SHA512()))), id="issue/p521-key"),
-    pytest.param(Case(issue(), "malformed", "station", ("cert.issue", "invalid_input"), prepare=write("x.csr", lambda: csr_pem()[:-50])), id="issue/truncated-csr"),
-    pytest.param(Case(issue(), "larger than 65536 bytes", "station", ("cert.issue", "invalid_input"), prepare=write("x.csr", lambda: csr_pem() + b"\n" * 65536)), id="issue/oversized-csr"),
-    pytest.param(Case(issue(serial="SN-1"), "SN-1 has a certificate already", "station", ("cert.issue", "conflict"), prepare=write("x.csr", csr_pem)), id="issue/duplicate-serial"),
-    pytest.param(Case(issue(uri="https://gadget.devices.acme.example/devices/SN-9"), "outside the name constraints", "station", ("cert.issue", "policy_violation"), prepare=write("x.csr", csr_pem)), id="issue/outside-name-constraints"),
-    pytest.param(Case(issue(out="device.pem"), "refusing to overwrite", "station", prepare=write("x.csr", csr_pem)), id="issue/out-exists"),
-    pytest.param(Case(lambda d: ["--home", d / "station", "cert", "issue", "--ca", ISSUING, "--csr", d / "device.csr", "--profile", "rsa-server"], "no certificate profile", "station", ("cert.issue", "not_found")), id="issue/unknown-profile"),
+    case(
+        "issue/bad-signature",
+        issue(),
+        "does not verify",
+        "station",
+        ("cert.issue", "verification_failed"),
+        prepare=write("x.csr", bad_signature_csr),
+    ),
+    case("issue/rsa-key", issue(), "not supported", "station", ("cert.issue", "invalid_input"), prepare=write("x.csr", rsa_csr)),
+    case("issue/p521-key", issue(), "secp521r1", "station", ("cert.issue", "invalid_input"), prepare=write("x.csr", p521_csr)),
+    case(
+        "issue/truncated-csr",
+        issue(),
+        "malformed",
+        "station",
+        ("cert.issue", "invalid_input"),
+        prepare=write("x.csr", lambda: csr_pem()[:-50]),
+    ),
+    case(
+        "issue/oversized-csr",
+        issue(),
+        "larger than 65536 bytes",
+        "station",
+        ("cert.issue", "invalid_input"),
+        prepare=write("x.csr", lambda: csr_pem() + b"\n" * 65536),
+    ),
+    case(
+        "issue/duplicate-serial",
+        issue(serial="SN-1"),
+        "SN-1 has a certificate already",
+        "station",
+        ("cert.issue", "conflict"),
+        prepare=write("x.csr", csr_pem),
+    ),
+    case(
+        "issue/outside-name-constraints",
+        issue(host="gadget.devices.acme.example"),
+        "outside the name constraints",
+        "station",
+        ("cert.issue", "policy_violation"),
+        prepare=write("x.csr", csr_pem),
+    ),
+    case("issue/out-exists", issue("--out", P("device.pem")), "overwrite", "station", prepare=write("x.csr", csr_pem)),
+    case(
+        "issue/unknown-profile",
+        cmd("station", "cert", "issue", "--ca", ISSUING, "--csr", P("device.csr"), "--profile", "rsa-server"),
+        "no certificate profile",
+        "station",
+        ("cert.issue", "not_found"),
+    ),
     # show and revoke
-    pytest.param(Case(lambda d: ["--home", d / "station", "cert", "show", "--ca", ISSUING, "--serial", "abcdef"], "no certificate abcdef", "station"), id="show/unknown-serial"),
-    pytest.param(Case(lambda d: ["--home", d / "station", "cert", "revoke", "--device", "SN-1", "--reason", "certificateHold"], "unknown revocation reason", "station"), id="revoke/hold"),
-    pytest.param(Case(lambda d: ["--home", d / "station", "cert", "revoke", "--serial", "abc", "--reason", "superseded"], "revoke one thing", "station"), id="revoke/serial-without-ca"),
-    pytest.param(Case(lambda d: ["--home", d / "oem", "ca", "revoke", "root", "--reason", "cACompromise"], "root cannot be revoked", "oem"), id="revoke/root"),
-]  # fmt: skip
+    case("show/unknown-serial", cmd("station", "cert", "show", "--ca", ISSUING, "--serial", "abcdef"), "no certificate", "station"),
+    case(
+        "revoke/hold",
+        cmd("station", "cert", "revoke", "--device", "SN-1", "--reason", "certificateHold"),
+        "unknown revocation reason",
+        "station",
+    ),
+    case(
+        "revoke/serial-without-ca",
+        cmd("station", "cert", "revoke", "--serial", "abc", "--reason", "superseded"),
+        "revoke one thing",
+        "station",
+    ),
+    case("revoke/root", cmd("oem", "ca", "revoke", "root", "--reason", "cACompromise"), "root cannot be revoked", "oem"),
+]
 
 
 @pytest.mark.parametrize("case", CASES)
