@@ -48,7 +48,7 @@ from tests.pki.test_service import (
 )
 
 DEVICE_KEYS = [KeyType.P256, KeyType.P384, KeyType.ED25519, KeyType.MLDSA65]
-STATION_NAME = "line1.factory.acme.example"
+STATION_NAME = f"line1.{DEVICE_DOMAIN}"  # under the issuing CA a station name must lie in its constraints
 
 
 def tool(name: str) -> str:
@@ -303,14 +303,11 @@ def test_cryptography_verifies_stations_with_the_server_verifier(issued: Issued)
         path = verifier.verify(issued.certs[name], [issued.certs[c] for c in chain])
         assert path == [issued.certs[name], *(issued.certs[c] for c in chain), issued.certs["root"]]
         client = PolicyBuilder().store(store(issued)).build_client_verifier()
-        assert (
-            x509.DNSName(STATION_NAME)
-            in client.verify(issued.certs[name], [issued.certs[c] for c in chain]).subjects
+        assert x509.DNSName(STATION_NAME) in (
+            client.verify(issued.certs[name], [issued.certs[c] for c in chain]).subjects or []
         )
         other = (
-            PolicyBuilder()
-            .store(store(issued))
-            .build_server_verifier(x509.DNSName("line2.factory.acme.example"))
+            PolicyBuilder().store(store(issued)).build_server_verifier(x509.DNSName(f"line2.{DEVICE_DOMAIN}"))
         )
         with pytest.raises(VerificationError):
             other.verify(issued.certs[name], [issued.certs[c] for c in chain])
@@ -328,19 +325,25 @@ def test_cryptography_accepts_the_device_profile_for_client_authentication(
     )
     assert verified.chain == [leaf, issued.certs["product"], issued.certs["root"]]
     assert verified.subjects == [
-        x509.UniformResourceIdentifier(f"https://{DEVICE_DOMAIN}/devices/CTL-{key_type.value}")
+        x509.UniformResourceIdentifier(f"https://{DEVICE_DOMAIN}/devices/CTL-{key_type.value}"),
+        x509.DNSName(f"ctl-{key_type.value}.{DEVICE_DOMAIN}"),
     ]
 
 
 @pytest.mark.parametrize("key_type", DEVICE_KEYS, ids=lambda k: k.value)
-def test_cryptography_cannot_judge_uri_name_constraints(issued: Issued, key_type: KeyType) -> None:
-    """cryptography's verifier implements name constraints for DNS, IP and RFC 822 names only: a URI
-    constraint meeting a URI name is "unsupported name constraint" and the path is refused (fail
-    closed). The issuing CA constrains device URIs, as issue 3 asks, so no device chain can pass it.
-    openssl, which does implement URI constraints, verifies these chains (above), and the same
-    chain passes cryptography for a DNS-named leaf (station-below-issuing) and the same profile
-    passes it below an unconstrained CA (the control)."""
+def test_cryptography_verifies_device_chains_under_the_name_constraints(
+    issued: Issued, key_type: KeyType
+) -> None:
+    """The whole order-bound chain, through cryptography's client verifier. Issuing CAs constrain
+    DNS names (cryptography implements DNS, IP and RFC 822 constraints and refuses URI ones), and
+    every device certificate names the device in DNS form under its product's domain."""
     leaf = issued.certs[f"device-{key_type.value}"]
     verifier = PolicyBuilder().store(store(issued)).build_client_verifier()
-    with pytest.raises(VerificationError, match="unsupported name constraint"):
-        verifier.verify(leaf, [issued.certs["issuing"], issued.certs["product"]])
+    verified = verifier.verify(leaf, [issued.certs["issuing"], issued.certs["product"]])
+    assert verified.chain == [leaf, issued.certs["issuing"], issued.certs["product"], issued.certs["root"]]
+    names = verified.subjects or []
+    dns = [n.value for n in names if isinstance(n, x509.DNSName)]
+    assert len(dns) == 1
+    assert dns[0].endswith("." + DEVICE_DOMAIN)
+    nc = issued.certs["issuing"].extensions.get_extension_for_class(x509.NameConstraints).value
+    assert nc.permitted_subtrees == [x509.DNSName(DEVICE_DOMAIN)]

@@ -632,7 +632,7 @@ def test_reenroll_of_a_certificate_of_another_profile_is_refused(served: Served)
         ISSUING,
         "station",
         csr.public_bytes(serialization.Encoding.DER),
-        NameRequest({"organizationName": "Acme", "commonName": "station 7"}, dns=("station7.acme.example",)),
+        NameRequest({"organizationName": "Acme", "commonName": "station 7"}, dns=(f"station7.{DOMAIN}",)),
     ).certificate
     mark = before(served)
     r = reenroll(served.proxy, station, b64(csr.public_bytes(serialization.Encoding.DER)))

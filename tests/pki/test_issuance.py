@@ -251,7 +251,6 @@ def test_a_device_needs_its_uri() -> None:
 @pytest.mark.parametrize(
     ("profile", "request_", "message"),
     [
-        pytest.param(DEVICE, NameRequest({}, dns=("d.example.com",)), "does not allow dns", id="device-dns"),
         pytest.param(DEVICE, NameRequest({}, ips=("192.0.2.1",)), "does not allow ip", id="device-ip"),
         pytest.param(STATION, NameRequest({}, ips=("192.0.2.1",)), "does not allow ip", id="station-ip"),
     ],
@@ -366,12 +365,23 @@ def test_excluded_dns_subtrees_refuse() -> None:
 
 
 def test_constraints_of_one_name_form_leave_other_forms_alone() -> None:
-    # "Restrictions apply only when the specified name form is present."
+    # RFC 5280 4.2.1.10: "Restrictions apply only when the specified name form is present."
     check_name_constraints([uri_nc(DEVICE_HOST)], NameRequest({}, dns=("anything.example.org",)))
-    check_name_constraints(
-        [view("issuing", permitted=[x509.DNSName("example.com")])],
-        NameRequest({}, uris=("https://anything.example.org/",)),
-    )
+
+
+def test_dns_only_constraints_also_bind_uri_hosts() -> None:
+    """fabtrust policy, stricter than RFC 5280: a CA that constrains DNS names only (as fabtrust's
+    issuing CAs do) certifies no URI whose host lies outside those DNS subtrees."""
+    dns_only = [view("issuing", permitted=[x509.DNSName("example.com")])]
+    check_name_constraints(dns_only, NameRequest({}, uris=("https://devices.example.com/d/1",)))
+    with pytest.raises(PolicyViolation, match=r"URI host anything\.example\.org is outside"):
+        check_name_constraints(dns_only, NameRequest({}, uris=("https://anything.example.org/",)))
+    with_uri_subtrees = [
+        view(
+            "issuing", permitted=[x509.DNSName("example.com"), x509.UniformResourceIdentifier(".example.org")]
+        )
+    ]
+    check_name_constraints(with_uri_subtrees, NameRequest({}, uris=("https://anything.example.org/",)))
 
 
 def test_every_name_must_be_permitted() -> None:
@@ -573,9 +583,7 @@ def test_device_certificate_contents() -> None:
     assert list(ext.get_extension_for_class(x509.ExtendedKeyUsage).value) == [ExtendedKeyUsageOID.CLIENT_AUTH]
     assert ext.get_extension_for_class(
         x509.SubjectKeyIdentifier
-    ).value == x509.SubjectKeyIdentifier.from_public_key(
-        cert.public_key()  # type: ignore[arg-type]
-    )
+    ).value == x509.SubjectKeyIdentifier.from_public_key(cert.public_key())
     aki = ext.get_extension_for_class(x509.AuthorityKeyIdentifier).value
     assert (
         aki.key_identifier

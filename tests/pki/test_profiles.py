@@ -11,7 +11,6 @@ import pytest
 
 from fabtrust.crypto.keys import KeyType
 from fabtrust.errors import InvalidInput, NotFound
-from fabtrust.pki import profiles as profiles_module
 from fabtrust.pki.profiles import Profile, Profiles, parse_profile
 
 BUILTIN = Profiles.builtin()
@@ -32,7 +31,7 @@ def test_the_shipped_profiles_are_the_hierarchy_of_issue_3() -> None:
 def test_device_profile_is_idevid_style() -> None:
     device = BUILTIN.get("device-idevid")
     assert device.subject.required == ("serialNumber", "organizationName")  # serialNumber = device serial
-    assert device.san == ("uri",)  # the device id as a URI
+    assert device.san == ("uri", "dns")  # the device id as a URI and in DNS form under its product
     assert device.key_usage == ("digitalSignature",)
     assert device.extended_key_usage == ("clientAuth",)
     assert device.crl_distribution_point
@@ -198,7 +197,7 @@ def test_a_non_object_profile_is_refused() -> None:
 def test_profiles_are_immutable() -> None:
     profile = parse_profile(json.dumps(VALID_EE).encode())
     with pytest.raises(ValueError, match="frozen"):
-        profile.max_validity_days = 9999  # type: ignore[misc]
+        profile.max_validity_days = 9999
 
 
 def test_a_profile_file_must_hold_the_profile_it_is_named_after(
@@ -206,7 +205,7 @@ def test_a_profile_file_must_hold_the_profile_it_is_named_after(
 ) -> None:
     (tmp_path / "profiles").mkdir()
     (tmp_path / "profiles" / "station.json").write_text(json.dumps(VALID_EE))  # holds "test-ee"
-    monkeypatch.setattr(profiles_module.resources, "files", lambda package: tmp_path)
+    monkeypatch.setattr("fabtrust.pki.profiles.resources.files", lambda package: tmp_path)
     with pytest.raises(InvalidInput, match=r"station\.json holds profile 'test-ee'"):
         Profiles.builtin()
 

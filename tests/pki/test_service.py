@@ -302,7 +302,7 @@ def test_issuing_ca_is_bound_to_the_order_window_and_the_product_devices(story: 
     assert story.issuing.not_valid_after_utc == story.order_end  # validity inside the order's window
     nc = story.issuing.extensions.get_extension_for_class(x509.NameConstraints)
     assert nc.critical
-    assert nc.value.permitted_subtrees == [x509.UniformResourceIdentifier(DEVICE_DOMAIN)]
+    assert nc.value.permitted_subtrees == [x509.DNSName(DEVICE_DOMAIN)]
 
 
 def test_the_issuing_key_stays_in_the_station_key_store(story: Story, shared: Homes) -> None:
@@ -368,7 +368,7 @@ def test_device_certificates_for_every_allowed_key_type(
         "crl": cert.extensions.get_extension_for_class(x509.CRLDistributionPoints)
         .value[0]
         .full_name[0]
-        .value,  # type: ignore[index]
+        .value,
         "ocsp": cert.extensions.get_extension_for_class(x509.AuthorityInformationAccess)
         .value[0]
         .access_location.value,
@@ -448,7 +448,7 @@ def bad_signature(pem: bytes) -> bytes:
     return bytes(der)
 
 
-def foreign_csr(key: CertificateIssuerPrivateKeyTypes, algorithm: hashes.HashAlgorithm) -> bytes:
+def foreign_csr(key: CertificateIssuerPrivateKeyTypes, algorithm: hashes.SHA256 | hashes.SHA512) -> bytes:
     csr = x509.CertificateSigningRequestBuilder().subject_name(x509.Name([])).sign(key, algorithm)
     return csr.public_bytes(serialization.Encoding.DER)
 
@@ -518,10 +518,10 @@ REFUSALS = [
         id="name/other-product",
     ),
     pytest.param(
-        Refusal(request=device_request("SN-REFUSED", f"x.{DEVICE_DOMAIN}")),
+        Refusal(request=NameRequest({"organizationName": "Acme"}, dns=(f"sn-refused.{GADGET_DOMAIN}",))),
         PolicyViolation,
-        "outside the name constraints",
-        id="name/subdomain-of-a-host-constraint",
+        f"DNS name sn-refused.{GADGET_DOMAIN} is outside the name constraints of {ISSUING_ID}",
+        id="name/dns-of-other-product",
     ),
     pytest.param(
         Refusal(
@@ -533,14 +533,10 @@ REFUSALS = [
         "no userinfo",
         id="name/userinfo",
     ),
-    pytest.param(
-        Refusal(request=NameRequest({"organizationName": "Acme"})),
-        InvalidInput,
-        "needs a subject alternative name",
-        id="name/device-without-uri",
-    ),
     pytest.param(Refusal(serial=None), InvalidInput, "needs the device serial", id="serial/missing"),
-    pytest.param(Refusal(serial="SN_1"), InvalidInput, "PrintableString", id="serial/not-printable"),
+    pytest.param(
+        Refusal(serial="SN_1"), InvalidInput, "a device serial must be", id="serial/not-a-dns-label"
+    ),
     pytest.param(Refusal(profile="rsa-server"), NotFound, "no certificate profile", id="profile/unknown"),
     pytest.param(Refusal(profile="issuing-ca"), PolicyViolation, "made by the CA commands", id="profile/ca"),
     pytest.param(Refusal(ca="issuing-line9-po-9"), NotFound, "no CA", id="ca/unknown"),
@@ -577,6 +573,18 @@ def test_bad_requests_issue_nothing_and_are_logged(
     assert certs(shared.station) == before
     entry = assert_refused_and_logged(shared.station, "cert.issue", err.value)
     assert entry.subject == (f"device:{case.serial}" if case.serial else f"ca:{case.ca}")
+
+
+def test_a_device_gets_its_canonical_names_when_none_are_given(shared: Homes) -> None:
+    _, csr = device_csr()
+    cert = shared.station.pki.issue(
+        ISSUING_ID, "device-idevid", csr, NameRequest({"organizationName": "Acme"}), device_serial="SN-NAMES"
+    ).certificate
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.UniformResourceIdentifier) == [
+        f"https://{DEVICE_DOMAIN}/devices/SN-NAMES"
+    ]
+    assert san.get_values_for_type(x509.DNSName) == [f"sn-names.{DEVICE_DOMAIN}"]
 
 
 def test_a_duplicate_device_serial_is_refused(shared: Homes) -> None:

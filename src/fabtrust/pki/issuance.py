@@ -245,6 +245,16 @@ def check_name_constraints(chain: Sequence[IssuerView], request: NameRequest) ->
                     raise PolicyViolation(f"URI host {host} is outside the name constraints of {who}")
                 if not permit and any(_host_within(host, b) for b in uri_bases):
                     raise PolicyViolation(f"URI host {host} is excluded by the name constraints of {who}")
+            if not uri_bases and dns_bases:
+                # fabtrust policy, stricter than RFC 5280 (which matches URIs only against URI
+                # subtrees): where a CA constrains DNS names only, the hosts of the URIs it certifies
+                # must lie in them too. Issuing CAs carry DNS constraints because every verifier
+                # implements them (cryptography's refuses URI constraints), and this keeps URIs bound.
+                for host in hosts:
+                    if permit and not any(_dns_within(host, b) for b in dns_bases):
+                        raise PolicyViolation(f"URI host {host} is outside the name constraints of {who}")
+                    if not permit and any(_dns_within(host, b) for b in dns_bases):
+                        raise PolicyViolation(f"URI host {host} is excluded by the name constraints of {who}")
             for name in dns:
                 if permit and dns_bases and not any(_dns_within(name, b) for b in dns_bases):
                     raise PolicyViolation(f"DNS name {name} is outside the name constraints of {who}")
@@ -373,7 +383,8 @@ def build_certificate(
             raise InvalidInput(
                 f"profile {profile.name} needs the names the CA may certify (name constraints)"
             )
-        # RFC 5280 4.2.1.10: conforming CAs MUST mark this extension as critical
+        # RFC 5280 4.2.1.10: conforming CAs MUST mark this extension as critical. fabtrust's issuing
+        # CAs carry DNS subtrees (see check_name_constraints); URI subtrees are honoured when read.
         builder = builder.add_extension(
             x509.NameConstraints(permitted_subtrees=permitted, excluded_subtrees=None), critical=True
         )

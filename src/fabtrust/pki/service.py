@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import re
 import secrets
 import time
 from collections.abc import Iterator, Sequence
@@ -540,7 +541,7 @@ class PkiService:
                 "commonName": f"{station} {order_id}"[:64],
                 "organizationName": str(org[0].value) if org else "fabtrust",
             }
-            request = NameRequest(attrs, permitted_uri_hosts=(parent.device_domain or "",))
+            request = NameRequest(attrs, permitted_dns=(parent.device_domain or "",))
             if not parent.device_domain:
                 raise PolicyViolation(
                     f"product CA {parent.ca_id} has no device domain to constrain issuing CAs to"
@@ -772,9 +773,13 @@ class PkiService:
         if profile.name == "device-idevid":
             if not req.device_serial:
                 raise InvalidInput("a device certificate needs the device serial")
-            names = NameRequest(
-                {**names.attributes, "serialNumber": req.device_serial}, names.uris, names.dns, names.ips
-            )
+            dns, uris = names.dns, names.uris
+            if issuer.device_domain:
+                # the device's names under its product's domain: in DNS form (what the issuing CA's
+                # name constraints bound, checkable by any verifier) and, unless given, as a URI
+                dns = (*dns, device_dns_name(req.device_serial, issuer.device_domain))
+                uris = uris or (f"https://{issuer.device_domain}/devices/{req.device_serial}",)
+            names = NameRequest({**names.attributes, "serialNumber": req.device_serial}, uris, dns, names.ips)
         check_name_constraints(views, names)
         info, key = self._ca_key(issuer)
         start, end = validity(profile, issuer.certificate, now, req.not_after)
@@ -1164,3 +1169,16 @@ def make_csr(keystore: KeyStore, key_uri: str, attributes: dict[str, str]) -> by
     builder = x509.CertificateSigningRequestBuilder().subject_name(subject_name(profile, attributes))
     csr = builder.sign(ca_private_key(keystore, info), signature_hash(info))
     return csr.public_bytes(serialization.Encoding.PEM)
+
+
+_DEVICE_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+
+
+def device_dns_name(device_serial: str, device_domain: str) -> str:
+    """``<serial>.<device domain>``: the DNS name a device certificate carries. A device serial must
+    therefore be a DNS label (letters, digits and inner hyphens, at most 63)."""
+    if not _DEVICE_LABEL.fullmatch(device_serial):
+        raise InvalidInput(
+            "a device serial must be 1-63 letters, digits or inner hyphens (it names the device in DNS form)"
+        )
+    return f"{device_serial.lower()}.{device_domain}"
