@@ -807,3 +807,17 @@ def test_refusals_are_one_line_and_change_nothing(
         assert [(e.action, e.outcome.value, e.details["reason"]) for e in logged] == [
             (*case.logged[:1], "refused", case.logged[1])
         ]
+
+
+def test_ca_crl_writes_a_crl_signed_by_the_ca(work: Flow) -> None:
+    out = work.dir / "issuing.crl"
+    invoke("--home", work.station, "ca", "crl", ISSUING, "--out", out).ok()
+    crl = x509.load_der_x509_crl(out.read_bytes())
+    issuing = x509.load_pem_x509_certificate(
+        json.loads((work.dir / "bundle.json").read_bytes())["cas"][0]["certificate"].encode()
+    )
+    assert crl.is_signature_valid(issuing.public_key())  # type: ignore[arg-type]
+    assert crl.issuer == issuing.subject
+    pem = invoke("--home", work.station, "ca", "crl", ISSUING, "--delta").ok().out
+    assert x509.load_pem_x509_crl(pem.encode()).extensions.get_extension_for_class(x509.DeltaCRLIndicator)
+    invoke("--home", work.station, "ca", "crl", "no-such-ca").refused("no CA 'no-such-ca'")

@@ -23,6 +23,7 @@ from fabtrust.cli.context import console, open_home
 from fabtrust.crypto.keys import KeyType
 from fabtrust.errors import Conflict, InvalidInput, NotAuthorised, NotFound
 from fabtrust.pki import custody
+from fabtrust.pki.revocation import RevocationService
 from fabtrust.pki.service import DEFAULT_BASE_URL, REASONS, make_csr
 
 app = typer.Typer(
@@ -291,3 +292,23 @@ def revoke_ca(
     with open_home(ctx) as home:
         count = home.pki.revoke(reason=reason, issuing_ca=ca_id)
         console.print(f"revoked {ca_id}" if count else f"{ca_id} was revoked already")
+
+
+@app.command("crl")
+def crl(
+    ctx: typer.Context,
+    ca_id: str = typer.Argument(..., help="The CA whose CRL to issue (its key must be in this home)."),
+    delta: bool = typer.Option(False, "--delta", help="The delta CRL instead of the full one."),
+    pem: bool = typer.Option(False, "--pem", help="PEM instead of DER."),
+    out: Path = typer.Option(None, "--out", help="Write the CRL here (default: stdout, PEM)."),
+) -> None:
+    """The CA's current CRL (RFC 5280), issuing a fresh one when the stored one is stale."""
+    with open_home(ctx) as home:
+        der = RevocationService(home.pki, home.store, home.clock).crl(ca_id, delta=delta)
+    as_pem = out is None or pem
+    data = x509.load_der_x509_crl(der).public_bytes(serialization.Encoding.PEM) if as_pem else der
+    if out is None:
+        typer.echo(data.decode(), nl=False)
+    else:
+        _write_all({out: (data, 0o644)})
+        console.print(f"{'delta ' if delta else ''}CRL of {ca_id} written to {out}")
