@@ -52,6 +52,7 @@ _EKU = {
     "codeSigning": ExtendedKeyUsageOID.CODE_SIGNING,
 }
 _PRINTABLE = re.compile(r"^[A-Za-z0-9 '()+,\-./:=?]+$")  # PrintableString (X.680 41.4)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _VISIBLE_ASCII = re.compile(r"[\x21-\x7e]+")
 _DNS_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 
@@ -150,7 +151,7 @@ def subject_name(profile: Profile, attributes: Mapping[str, str]) -> x509.Name:
         if value is None:
             continue
         oid, limit = _ATTRIBUTES[name]
-        if not value or len(value) > limit or value != value.strip() or any(ord(c) < 0x20 for c in value):
+        if not value or len(value) > limit or value != value.strip() or _CONTROL.search(value):
             raise InvalidInput(f"subject {name} must be 1-{limit} characters without control characters")
         if name == "countryName" and not re.fullmatch(r"[A-Z]{2}", value):
             raise InvalidInput("subject countryName must be two capital letters (ISO 3166)")
@@ -160,6 +161,7 @@ def subject_name(profile: Profile, attributes: Mapping[str, str]) -> x509.Name:
     return x509.Name(rdns)
 
 
+@functools.lru_cache(maxsize=4096)
 def _check_dns(name: str) -> str:
     labels = name.lower().rstrip(".").split(".")
     if len(name) > 253 or len(labels) < 2 or not all(_DNS_LABEL.fullmatch(label) for label in labels):
@@ -167,6 +169,7 @@ def _check_dns(name: str) -> str:
     return ".".join(labels)
 
 
+@functools.lru_cache(maxsize=4096)
 def _uri_host(uri: str) -> str:
     parts = urlsplit(uri)
     if parts.scheme not in ("https", "http") or not parts.hostname or len(uri) > 255:
@@ -334,6 +337,7 @@ def build_certificate(
     not_before: datetime,
     not_after: datetime,
     urls: Urls,
+    subject: x509.Name | None = None,
 ) -> x509.CertificateBuilder:
     """The certificate the profile describes, ready to be signed by the issuer's key.
 
@@ -346,7 +350,8 @@ def build_certificate(
         public_key = subject_public_key.public_key()
     else:
         public_key = subject_public_key
-    subject = subject_name(profile, request.attributes)
+    if subject is None:
+        subject = subject_name(profile, request.attributes)
     sans = san_entries(profile, request)
     builder = (
         x509.CertificateBuilder()

@@ -148,6 +148,7 @@ class IssueRequest:
 
 @dataclass(frozen=True)
 class _Prepared:
+    subject: str
     index: int
     request: IssueRequest
     profile: str
@@ -163,7 +164,7 @@ class _Prepared:
             "ca_id": self.ca_id,
             "serial": serial_hex(cert.serial_number),
             "profile": self.profile,
-            "subject": cert.subject.rfc4514_string(),
+            "subject": self.subject,
             "key_id": self.subject_key_id,
             "device_serial": self.request.device_serial,
             "order_id": self.request.order_id,
@@ -783,10 +784,12 @@ class PkiService:
         check_name_constraints(views, names)
         info, key = self._ca_key(issuer)
         start, end = validity(profile, issuer.certificate, now, req.not_after)
+        subject = subject_name(profile, names.attributes)
         builder = build_certificate(
             profile,
             public,
             names,
+            subject=subject,
             issuer=issuer.certificate,
             serial=x509.random_serial_number(),
             not_before=start,
@@ -796,6 +799,7 @@ class PkiService:
         cert = builder.sign(key, signature_hash(info))
         subject_key_id = key_id(spki_der(public))  # type: ignore[arg-type]
         return _Prepared(
+            subject.rfc4514_string(),
             index,
             req,
             profile.name,
