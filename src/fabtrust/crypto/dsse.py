@@ -8,12 +8,11 @@ may sit in one envelope (k-of-n approvals); ``verify`` counts distinct trusted k
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from fabtrust.crypto.encoding import b64, unb64
 from fabtrust.crypto.keys import verify_signature
 from fabtrust.errors import InvalidInput, VerificationFailed
 
@@ -41,11 +40,9 @@ class Envelope:
     def to_json(self) -> bytes:
         return json.dumps(
             {
-                "payload": base64.b64encode(self.payload).decode(),
+                "payload": b64(self.payload),
                 "payloadType": self.payload_type,
-                "signatures": [
-                    {"keyid": s.keyid, "sig": base64.b64encode(s.sig).decode()} for s in self.signatures
-                ],
+                "signatures": [{"keyid": s.keyid, "sig": b64(s.sig)} for s in self.signatures],
             },
             sort_keys=True,
             separators=(",", ":"),
@@ -72,17 +69,8 @@ class Envelope:
                 or not isinstance(s.get("keyid", ""), str)
             ):
                 raise InvalidInput("signed envelope has a malformed signature")
-            signatures.append(Signature(s.get("keyid", ""), _b64(s.get("sig"), "signature")))
-        return cls(payload_type, _b64(doc["payload"], "payload"), tuple(signatures))
-
-
-def _b64(value: object, what: str) -> bytes:
-    if not isinstance(value, str):
-        raise InvalidInput(f"signed envelope {what} must be base64 text")
-    try:
-        return base64.b64decode(value, validate=True)
-    except binascii.Error:
-        raise InvalidInput(f"signed envelope {what} is not valid base64") from None
+            signatures.append(Signature(s.get("keyid", ""), unb64(s.get("sig"), "signed envelope signature")))
+        return cls(payload_type, unb64(doc["payload"], "signed envelope payload"), tuple(signatures))
 
 
 def sign(

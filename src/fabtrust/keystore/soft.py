@@ -16,8 +16,6 @@ ever written unencrypted; files are written atomically with mode 0600.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import os
 import secrets
@@ -35,6 +33,8 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from fabtrust.clock import Clock, rfc3339, system_clock
 from fabtrust.crypto import hpke
 from fabtrust.crypto.canonical import canonical_json
+from fabtrust.crypto.encoding import b64 as _b64
+from fabtrust.crypto.encoding import unb64 as _unb64
 from fabtrust.crypto.keys import (
     KeyType,
     KeyUsage,
@@ -68,19 +68,6 @@ def _label_from_uri(uri: str) -> str:
     if scheme != SCHEME or not sep:
         raise InvalidInput(f"not a soft key-store URI: {uri!r} (expected soft:<label>)")
     return check_label(label)
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-def _unb64(value: object, what: str) -> bytes:
-    if not isinstance(value, str):
-        raise InvalidInput(f"{what} is missing or not a string")
-    try:
-        return base64.b64decode(value, validate=True)
-    except binascii.Error:
-        raise InvalidInput(f"{what} is not valid base64") from None
 
 
 def _read_json(path: Path, what: str) -> dict[str, Any]:

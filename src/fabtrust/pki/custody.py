@@ -40,8 +40,6 @@ wipe them from memory; run the ceremony on a trusted, offline machine.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import hmac
 import json
@@ -60,6 +58,8 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from fabtrust.crypto import shamir
 from fabtrust.crypto.canonical import canonical_json
+from fabtrust.crypto.encoding import b64 as _b64
+from fabtrust.crypto.encoding import unb64 as _unb64
 from fabtrust.crypto.keys import USAGES, KeyType, KeyUsage, key_id, key_type_of, spki_der
 from fabtrust.crypto.shamir import Share
 from fabtrust.errors import InvalidInput, NotAuthorised, VerificationFailed
@@ -127,22 +127,6 @@ class CustodianShare:
 
 def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-def _unb64(value: object, what: str) -> bytes:
-    if not isinstance(value, str):
-        raise InvalidInput(f"{what} is not a string")
-    try:
-        data = base64.b64decode(value, validate=True)
-    except binascii.Error:
-        raise InvalidInput(f"{what} is not valid base64") from None
-    if _b64(data) != value:  # one encoding per value: no slack padding bits
-        raise InvalidInput(f"{what} is not canonical base64")
-    return data
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -8,12 +8,12 @@ the root of a checkpoint signed by the log's key (``verify_with_checkpoint``).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hmac
 import json
 from typing import Any
 
+from fabtrust.crypto.encoding import b64 as _b64
+from fabtrust.crypto.encoding import unb64
 from fabtrust.errors import InvalidInput, VerificationFailed
 from fabtrust.tlog import merkle
 from fabtrust.tlog.checkpoint import NoteVerifier, open_checkpoint
@@ -25,17 +25,8 @@ MAX_PROOF_DOC = 64 * 1024
 _MAX_HASHES = 128
 
 
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
 def _hash(value: object, what: str) -> bytes:
-    if not isinstance(value, str):
-        raise InvalidInput(f"{what} must be a base64 string")
-    try:
-        raw = base64.b64decode(value, validate=True)
-    except binascii.Error:
-        raise InvalidInput(f"{what} is not valid base64") from None
+    raw = unb64(value, what)
     if len(raw) != merkle.HASH_SIZE:
         raise InvalidInput(f"{what} must be {merkle.HASH_SIZE} bytes")
     return raw
