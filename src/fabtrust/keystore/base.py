@@ -172,3 +172,11 @@ def load_pkcs8_private_key(pkcs8_der: bytes, key_type: KeyType) -> PrivateKey:
     if actual is not key_type:
         raise InvalidInput(f"the private key is a {actual.value} key, not {key_type.value}")
     return key
+
+
+class InProcessKeys(Protocol):
+    """Optional capability of a key store whose private keys live in this process's memory anyway
+    (the soft store, once unlocked): hand a signing key object to a library that signs natively.
+    An HSM-backed store never offers it. The key object must not be stored, logged or exported."""
+
+    def in_process_signing_key(self, uri: str) -> PrivateKey: ...

@@ -344,6 +344,10 @@ class SoftKeyStore:
         info, key = self._private(uri, KeyUsage.SIGN)
         return sign_with(key, info.key_type, message)
 
+    def in_process_signing_key(self, uri: str) -> PrivateKey:
+        """The unlocked signing key itself (``InProcessKeys``): it is in this process already."""
+        return self._private(uri, KeyUsage.SIGN)[1]
+
     def exchange(self, uri: str, peer_public_key_der: bytes) -> bytes:
         _, key = self._private(uri, KeyUsage.AGREE)
         peer = load_public_key(peer_public_key_der)

@@ -59,6 +59,11 @@ _DNS_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 
 def load_csr(data: bytes) -> x509.CertificateSigningRequest:
     """Parse a PKCS#10 request (PEM or DER) and verify its self-signature."""
+    return load_csr_and_key(data)[0]
+
+
+def load_csr_and_key(data: bytes) -> tuple[x509.CertificateSigningRequest, CertificatePublicKeyTypes]:
+    """``load_csr`` and the request's public key, decoded once."""
     if len(data) > MAX_CSR_BYTES:
         raise InvalidInput(f"certificate request is larger than {MAX_CSR_BYTES} bytes")
     if not data:
@@ -77,7 +82,7 @@ def load_csr(data: bytes) -> x509.CertificateSigningRequest:
     if not isinstance(key, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | mldsa.MLDSA65PublicKey):
         raise InvalidInput("certificate request key algorithm is not supported")
     key_type_of(key)  # refuses curves fabtrust does not know
-    return csr
+    return csr, key
 
 
 def csr_key_type(

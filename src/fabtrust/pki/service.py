@@ -46,6 +46,7 @@ from fabtrust.pki.issuance import (
     check_name_constraints,
     csr_key_type,
     load_csr,
+    load_csr_and_key,
     subject_name,
     validity,
 )
@@ -754,8 +755,7 @@ class PkiService:
         profile = self.profiles.get(req.profile)
         if profile.is_ca:
             raise PolicyViolation("CA certificates are made by the CA commands, not issued from here")
-        csr = load_csr(req.csr)
-        public = csr.public_key()
+        csr, public = load_csr_and_key(req.csr)
         csr_key_type(csr, profile, public)
         key = (req.ca_id, profile.name)
         checked = chains.get(key)
