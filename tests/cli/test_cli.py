@@ -26,37 +26,13 @@ from fabtrust.crypto.keys import KeyType, KeyUsage
 from fabtrust.home import Home
 from fabtrust.tlog.audit import AuditEntry
 from fabtrust.tlog.checkpoint import Ed25519NoteSigner, NoteVerifier, open_checkpoint, parse_checkpoint_body
+from tests.cli.result import Result
 
 PASSPHRASE = "tr0ub4dor-and-3-more-words"
 WRONG = "hunter2-not-the-passphrase"
+SECRETS = (PASSPHRASE, WRONG)
 FABTRUST = Path(sys.executable).with_name("fabtrust")
 SECRET_ENV = ("FABTRUST_HOME", "FABTRUST_DB", "FABTRUST_KEYSTORE_PASSPHRASE", "FABTRUST_PKCS11_PIN")
-
-
-@dataclass(frozen=True)
-class Result:
-    code: int
-    out: str
-    err: str
-
-    def ok(self) -> Result:
-        assert self.code == 0, f"exit {self.code}: {self.err}"
-        assert "Traceback" not in self.out + self.err
-        return self
-
-    def refused(self, *needles: str) -> Result:
-        """Exit 2, exactly one line 'error: ...' on stderr, no traceback, no secret."""
-        assert self.code == 2, f"exit {self.code}; stdout={self.out!r} stderr={self.err!r}"
-        assert "Traceback" not in self.out + self.err
-        lines = self.err.splitlines()
-        assert len(lines) == 1, f"expected one line, got {self.err!r}"
-        assert lines[0].startswith("error: "), lines[0]
-        assert self.err.endswith("\n")
-        for needle in needles:
-            assert needle.lower() in lines[0].lower(), f"{needle!r} not in {lines[0]!r}"
-        for secret in (PASSPHRASE, WRONG):
-            assert secret not in self.out + self.err
-        return self
 
 
 Cli = Callable[..., Result]
@@ -76,7 +52,12 @@ def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> 
             main([str(a) for a in args])
         out, err = capsys.readouterr()
         code = exit_info.value.code
-        return Result(code if isinstance(code, int) else (0 if code is None else 1), out, err)
+        return Result(
+            code if isinstance(code, int) else (0 if code is None else 1),
+            out,
+            err,
+            secrets=SECRETS,
+        )
 
     return run
 
@@ -241,7 +222,7 @@ def test_missing_passphrase_without_a_terminal_is_refused(home: Path) -> None:
         timeout=60,
         check=False,
     )
-    Result(proc.returncode, proc.stdout, proc.stderr).refused("FABTRUST_KEYSTORE_PASSPHRASE")
+    Result(proc.returncode, proc.stdout, proc.stderr, secrets=SECRETS).refused("FABTRUST_KEYSTORE_PASSPHRASE")
     assert snapshot(home) == before
 
 
@@ -735,7 +716,7 @@ def _env(**extra: str) -> dict[str, str]:
 def fabtrust(home: Path | None, *args: object, env: dict[str, str] | None = None) -> Result:
     argv = [str(FABTRUST), *(["--home", str(home)] if home else []), *map(str, args)]
     proc = subprocess.run(argv, env=env or _env(), capture_output=True, text=True, timeout=60, check=False)
-    return Result(proc.returncode, proc.stdout, proc.stderr)
+    return Result(proc.returncode, proc.stdout, proc.stderr, secrets=SECRETS)
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,8 @@ import pytest
 from fabtrust.home import Home
 from fabtrust.tlog.audit import AuditEntry
 from fabtrust.tlog.checkpoint import NoteVerifier, open_checkpoint
-from tests.cli.test_cli import FABTRUST, SECRET_ENV, Cli, Result, never, snapshot
+from tests.cli.result import Result
+from tests.cli.test_cli import FABTRUST, SECRET_ENV, Cli, never, snapshot
 from tests.cli.test_cli import cli as cli  # the in-process runner fixture (explicit re-export)
 from tests.fixtures.softhsm import HsmToken, SoftHsm
 
@@ -100,7 +101,7 @@ def test_pkcs11_home_in_a_subprocess(tmp_path: Path, softhsm: SoftHsm, hsm_token
             timeout=60,
             check=False,
         )
-        return Result(proc.returncode, proc.stdout, proc.stderr)
+        return Result(proc.returncode, proc.stdout, proc.stderr, secrets=(pin,))
 
     run("init", "--keystore", f"pkcs11:token={label}").ok()
     run("keys", "create", "station", "--type", "ed25519").ok()

@@ -33,6 +33,7 @@ from fabtrust.crypto.keys import key_id, spki_der
 from fabtrust.home import Home
 from fabtrust.pki.service import CEREMONY_TYPE
 from fabtrust.tlog.audit import AuditEntry
+from tests.cli.result import Result
 
 PASSPHRASE = "keystore-passphrase-for-cli"
 CUSTODIAN_PASSPHRASES = {n: f"custodian-{n}-secret-words" for n in range(1, 6)}
@@ -41,31 +42,6 @@ DOMAIN = "widget.devices.acme.example"
 ORDER = "po-1001"
 ISSUING = f"issuing-line1-{ORDER}"
 STATION_KEY = f"soft:issuing-{ORDER}"
-
-
-@dataclass(frozen=True)
-class Result:
-    code: int
-    out: str
-    err: str
-
-    def ok(self) -> Result:
-        assert self.code == 0, f"exit {self.code}: {self.err}"
-        assert "Traceback" not in self.out + self.err
-        return self
-
-    def refused(self, *needles: str) -> Result:
-        """Exit 2, exactly one line 'error: ...' on stderr, no traceback, no secret."""
-        assert self.code == 2, f"exit {self.code}; stdout={self.out!r} stderr={self.err!r}"
-        assert "Traceback" not in self.out + self.err
-        lines = self.err.splitlines()
-        assert len(lines) == 1, f"expected one line, got {self.err!r}"
-        assert lines[0].startswith("error: "), lines[0]
-        for needle in needles:
-            assert needle.lower() in lines[0].lower(), f"{needle!r} not in {lines[0]!r}"
-        for secret in SECRETS:
-            assert secret not in self.out + self.err
-        return self
 
 
 def invoke(*args: object) -> Result:
@@ -77,7 +53,7 @@ def invoke(*args: object) -> Result:
             code = 0
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    return Result(code, out.getvalue(), err.getvalue())
+    return Result(code, out.getvalue(), err.getvalue(), secrets=SECRETS)
 
 
 ENV = {
