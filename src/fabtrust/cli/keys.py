@@ -7,6 +7,7 @@ from rich.table import Table
 
 from fabtrust.cli.context import console, open_home
 from fabtrust.crypto.keys import KeyType, KeyUsage
+from fabtrust.errors import InvalidInput
 
 app = typer.Typer(help="Keys in the data home's key store.", no_args_is_help=True)
 
@@ -36,8 +37,6 @@ def create(
     try:
         ku = KeyUsage(usage)
     except ValueError:
-        from fabtrust.errors import InvalidInput
-
         raise InvalidInput(f"unknown usage {usage!r} (sign or agree)") from None
     with open_home(ctx) as home:
         info = home.keys.generate(label, kt, ku, purpose=purpose)

@@ -167,7 +167,8 @@ def subject_name(profile: Profile, attributes: Mapping[str, str]) -> x509.Name:
 
 
 @functools.lru_cache(maxsize=4096)
-def _check_dns(name: str) -> str:
+def check_dns_name(name: str) -> str:
+    """A DNS name, lower-cased, without a trailing dot; InvalidInput if it is not a host name."""
     labels = name.lower().rstrip(".").split(".")
     if len(name) > 253 or len(labels) < 2 or not all(_DNS_LABEL.fullmatch(label) for label in labels):
         raise InvalidInput(f"{name!r} is not a valid DNS name")
@@ -194,7 +195,7 @@ def _uri_host(uri: str) -> str:
             f"{uri!r} must be http(s)://host[:port] followed by a path or nothing "
             "(no userinfo, trailing dot, query or fragment right after the host)"
         )
-    return _check_dns(parts.hostname)
+    return check_dns_name(parts.hostname)
 
 
 def san_entries(profile: Profile, request: NameRequest) -> list[x509.GeneralName]:
@@ -207,7 +208,7 @@ def san_entries(profile: Profile, request: NameRequest) -> list[x509.GeneralName
         _uri_host(uri)
         names.append(x509.UniformResourceIdentifier(uri))
     for dns in request.dns:
-        names.append(x509.DNSName(_check_dns(dns)))
+        names.append(x509.DNSName(check_dns_name(dns)))
     for ip in request.ips:
         try:
             names.append(x509.IPAddress(ipaddress.ip_address(ip)))
@@ -237,7 +238,7 @@ def _dns_within(name: str, base: str) -> bool:
 def check_name_constraints(chain: Sequence[IssuerView], request: NameRequest) -> None:
     """Refuse any name that an issuer's name constraints do not permit (or exclude)."""
     hosts = [_uri_host(u) for u in request.uris]
-    dns = [_check_dns(d) for d in request.dns]
+    dns = [check_dns_name(d) for d in request.dns]
     for issuer in chain:
         nc = issuer.name_constraints
         if nc is None:
@@ -388,7 +389,7 @@ def build_certificate(
         permitted: list[x509.GeneralName] = [
             x509.UniformResourceIdentifier(h) for h in request.permitted_uri_hosts
         ]
-        permitted += [x509.DNSName(_check_dns(d)) for d in request.permitted_dns]
+        permitted += [x509.DNSName(check_dns_name(d)) for d in request.permitted_dns]
         if not permitted:
             raise InvalidInput(
                 f"profile {profile.name} needs the names the CA may certify (name constraints)"

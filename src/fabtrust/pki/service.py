@@ -22,8 +22,9 @@ import secrets
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -43,6 +44,7 @@ from fabtrust.pki.issuance import (
     Urls,
     build_certificate,
     check_chain,
+    check_dns_name,
     check_name_constraints,
     csr_key_type,
     load_csr,
@@ -476,9 +478,7 @@ class PkiService:
             root = self.ca(ROOT_ID)
             now = self._clock()
             check_chain(self._views([root]), profile, now)
-            from fabtrust.pki.issuance import _check_dns
-
-            domain = _check_dns(device_domain)
+            domain = check_dns_name(device_domain)
             subject_name(profile, attributes)
             validity(profile, root.certificate, now, _days_after(now, validity_days))
             self._ca_key(root)  # the root key must be here to sign
@@ -1097,22 +1097,16 @@ def custody_key_type(backup: bytes) -> str:
 
 
 def _days_after(now: datetime, days: int | None) -> datetime | None:
-    from datetime import timedelta
-
     return None if days is None else now.replace(microsecond=0) + timedelta(days=days)
 
 
 def _check_name(value: str) -> str:
-    import re
-
     if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,40}", value):
         raise InvalidInput(f"{value!r} must be 1-41 characters of a-z, 0-9 and -")
     return value
 
 
 def _check_base_url(url: str) -> None:
-    from urllib.parse import urlsplit
-
     parts = urlsplit(url)
     if parts.scheme != "http" or not parts.hostname or parts.path not in ("", "/") or parts.query:
         # RFC 5280 4.2.1.13 / RFC 6960: relying parties fetch CRLs and OCSP over plain HTTP
@@ -1166,8 +1160,6 @@ def _parse_bundle(raw: bytes) -> list[tuple[dict[str, Any], x509.Certificate]]:
 
 def make_csr(keystore: KeyStore, key_uri: str, attributes: dict[str, str]) -> bytes:
     """A PKCS#10 request for a key in the key store (a station asking for its issuing CA)."""
-    from fabtrust.pki.issuance import subject_name
-
     info = keystore.get(key_uri)
     profile = Profiles.builtin().get("issuing-ca")
     builder = x509.CertificateSigningRequestBuilder().subject_name(subject_name(profile, attributes))
