@@ -507,7 +507,7 @@ def bench_cfssl(workdir: Path, devices: list[Device]) -> dict[str, Any] | None:
 def main() -> None:
     p = parser(__doc__ or "")
     p.add_argument("--count", type=int, default=5000, help="Certificates per row.")
-    p.add_argument("--batch", type=int, default=100, help="Certificates per issue_batch (group commit) call.")
+    p.add_argument("--batch", type=int, default=500, help="Certificates per issue_batch (group commit) call.")
     p.add_argument("--no-cfssl", action="store_true", help="Skip the cfssl rows.")
     p.add_argument(
         "--profile", type=int, default=0, metavar="N", help="Also print a cProfile of N fabtrust issuances."

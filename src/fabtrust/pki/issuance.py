@@ -333,6 +333,63 @@ def _key_usage(names: Sequence[str]) -> x509.KeyUsage:
     )
 
 
+def certificate_extensions(
+    profile: Profile,
+    public_key: CertificatePublicKeyTypes,
+    sans: Sequence[x509.GeneralName],
+    request: NameRequest,
+    *,
+    issuer: x509.Certificate | None,
+    urls: Urls,
+) -> list[tuple[x509.ExtensionType, bool]]:
+    """The extensions the profile describes, in order, each with its criticality."""
+    extensions: list[tuple[x509.ExtensionType, bool]] = [
+        (x509.BasicConstraints(ca=profile.is_ca, path_length=profile.path_length), True),
+        (_key_usage(profile.key_usage), True),
+    ]
+    if profile.extended_key_usage:
+        eku = x509.ExtendedKeyUsage([_EKU[u] for u in profile.extended_key_usage])
+        extensions.append((eku, False))
+    extensions.append((x509.SubjectKeyIdentifier.from_public_key(public_key), False))
+    if issuer is not None:
+        issuer_ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+        aki = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(issuer_ski)
+        extensions.append((aki, False))
+    if sans:
+        extensions.append((x509.SubjectAlternativeName(sans), False))
+    if profile.name_constraints:
+        permitted: list[x509.GeneralName] = [
+            x509.UniformResourceIdentifier(h) for h in request.permitted_uri_hosts
+        ]
+        permitted += [x509.DNSName(check_dns_name(d)) for d in request.permitted_dns]
+        if not permitted:
+            raise InvalidInput(
+                f"profile {profile.name} needs the names the CA may certify (name constraints)"
+            )
+        # RFC 5280 4.2.1.10: conforming CAs MUST mark this extension as critical. fabtrust's issuing
+        # CAs carry DNS subtrees (see check_name_constraints); URI subtrees are honoured when read.
+        extensions.append((x509.NameConstraints(permitted_subtrees=permitted, excluded_subtrees=None), True))
+    if issuer is not None and profile.crl_distribution_point and urls.crl:
+        point = x509.DistributionPoint([x509.UniformResourceIdentifier(urls.crl)], None, None, None)
+        extensions.append((x509.CRLDistributionPoints([point]), False))
+    access = []
+    if issuer is not None and profile.ocsp and urls.ocsp:
+        ocsp = x509.UniformResourceIdentifier(urls.ocsp)
+        access.append(x509.AccessDescription(AuthorityInformationAccessOID.OCSP, ocsp))
+    if issuer is not None and urls.ca_issuers:
+        ca_issuers = x509.UniformResourceIdentifier(urls.ca_issuers)
+        access.append(x509.AccessDescription(AuthorityInformationAccessOID.CA_ISSUERS, ca_issuers))
+    if access:
+        extensions.append((x509.AuthorityInformationAccess(access), False))
+    return extensions
+
+
+def check_serial(serial: int) -> int:
+    if not 0 < serial < 2**159 or serial.bit_length() < 64:
+        raise InvalidInput("serial must be positive, at most 20 octets, with at least 64 random bits")
+    return serial
+
+
 def build_certificate(
     profile: Profile,
     subject_public_key: x509.CertificateSigningRequest | CertificatePublicKeyTypes,
@@ -350,8 +407,7 @@ def build_certificate(
     ``issuer`` None means self-signed (the root). ``subject_public_key`` is a CSR (its key is
     used, nothing else of it) or a public key.
     """
-    if not 0 < serial < 2**159 or serial.bit_length() < 64:
-        raise InvalidInput("serial must be positive, at most 20 octets, with at least 64 random bits")
+    check_serial(serial)
     if isinstance(subject_public_key, x509.CertificateSigningRequest):
         public_key = subject_public_key.public_key()
     else:
@@ -368,57 +424,8 @@ def build_certificate(
         .not_valid_before(not_before)
         .not_valid_after(not_after)
     )
-    builder = builder.add_extension(
-        x509.BasicConstraints(ca=profile.is_ca, path_length=profile.path_length), critical=True
-    )
-    builder = builder.add_extension(_key_usage(profile.key_usage), critical=True)
-    if profile.extended_key_usage:
-        builder = builder.add_extension(
-            x509.ExtendedKeyUsage([_EKU[u] for u in profile.extended_key_usage]), critical=False
-        )
-    ski = x509.SubjectKeyIdentifier.from_public_key(public_key)
-    builder = builder.add_extension(ski, critical=False)
-    if issuer is not None:
-        issuer_ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-        builder = builder.add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(issuer_ski), critical=False
-        )
-    if sans:
-        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-    if profile.name_constraints:
-        permitted: list[x509.GeneralName] = [
-            x509.UniformResourceIdentifier(h) for h in request.permitted_uri_hosts
-        ]
-        permitted += [x509.DNSName(check_dns_name(d)) for d in request.permitted_dns]
-        if not permitted:
-            raise InvalidInput(
-                f"profile {profile.name} needs the names the CA may certify (name constraints)"
-            )
-        # RFC 5280 4.2.1.10: conforming CAs MUST mark this extension as critical. fabtrust's issuing
-        # CAs carry DNS subtrees (see check_name_constraints); URI subtrees are honoured when read.
-        builder = builder.add_extension(
-            x509.NameConstraints(permitted_subtrees=permitted, excluded_subtrees=None), critical=True
-        )
-    if issuer is not None and profile.crl_distribution_point and urls.crl:
-        builder = builder.add_extension(
-            x509.CRLDistributionPoints(
-                [x509.DistributionPoint([x509.UniformResourceIdentifier(urls.crl)], None, None, None)]
-            ),
-            critical=False,
-        )
-    access = []
-    if issuer is not None and profile.ocsp and urls.ocsp:
-        access.append(
-            x509.AccessDescription(
-                AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(urls.ocsp)
-            )
-        )
-    if issuer is not None and urls.ca_issuers:
-        access.append(
-            x509.AccessDescription(
-                AuthorityInformationAccessOID.CA_ISSUERS, x509.UniformResourceIdentifier(urls.ca_issuers)
-            )
-        )
-    if access:
-        builder = builder.add_extension(x509.AuthorityInformationAccess(access), critical=False)
+    for extension, critical in certificate_extensions(
+        profile, public_key, sans, request, issuer=issuer, urls=urls
+    ):
+        builder = builder.add_extension(extension, critical=critical)
     return builder

@@ -49,11 +49,13 @@ from fabtrust.pki.issuance import (
     csr_key_type,
     load_csr,
     load_csr_and_key,
+    san_entries,
     subject_name,
     validity,
 )
 from fabtrust.pki.profiles import Profile, Profiles
 from fabtrust.pki.signing import ca_private_key, signature_hash
+from fabtrust.pki.template import LeafTemplate
 from fabtrust.store.engine import Store
 from fabtrust.store.tables import pki_cas, pki_certs
 from fabtrust.tlog.audit import AuditEntry, AuditLog, Outcome
@@ -133,7 +135,18 @@ class Ceremony:
     transcript: bytes  # DSSE envelope signed by the root key
 
 
-_ChainCache = dict[tuple[str, str], tuple[list["CaRecord"], list[IssuerView]]]
+@dataclass(frozen=True)
+class _Signer:
+    """An issuer as one batch uses it: its chain (checked once), key and leaf template."""
+
+    chain: list[CaRecord]
+    views: list[IssuerView]
+    info: KeyInfo
+    key: Any
+    template: LeafTemplate
+
+
+_ChainCache = dict[tuple[str, str], _Signer]
 
 
 @dataclass(frozen=True)
@@ -208,6 +221,7 @@ class PkiService:
         self.profiles = profiles or Profiles.builtin()
         self._ca_cache: dict[str, CaRecord] = {}
         self._chain_cache: dict[str, tuple[float, list[CaRecord]]] = {}
+        self._templates: dict[tuple[str, str], tuple[x509.Certificate, Urls, LeafTemplate]] = {}
 
     # -- records -----------------------------------------------------------------------------------
 
@@ -263,6 +277,18 @@ class PkiService:
             raise PolicyViolation(f"this data home does not hold the key of CA {record.ca_id}")
         info = self._keystore.get(record.key_uri)
         return info, ca_private_key(self._keystore, info)
+
+    def _template(self, issuer: CaRecord, profile: Profile, key_type: KeyType) -> LeafTemplate:
+        """The issuer's leaf template for this profile, compiled once while the issuer is unchanged."""
+        urls = issuer.urls()
+        cached = self._templates.get((issuer.ca_id, profile.name))
+        if cached is not None:
+            certificate, cached_urls, template = cached
+            if certificate == issuer.certificate and cached_urls == urls and template.key_type is key_type:
+                return template
+        template = LeafTemplate.compile(profile, issuer.certificate, key_type, urls)
+        self._templates[(issuer.ca_id, profile.name)] = (issuer.certificate, urls, template)
+        return template
 
     def _insert_ca(
         self,
@@ -757,15 +783,16 @@ class PkiService:
             raise PolicyViolation("CA certificates are made by the CA commands, not issued from here")
         csr, public = load_csr_and_key(req.csr)
         csr_key_type(csr, profile, public)
-        key = (req.ca_id, profile.name)
-        checked = chains.get(key)
-        if checked is None:
+        signer = chains.get((req.ca_id, profile.name))
+        if signer is None:
             # once per CA and profile in a batch: the chain and the time are the same for all
             chain = self._issuer_chain(req.ca_id)
             views = self._views(chain)
             check_chain(views, profile, now)
-            checked = chains[key] = (chain, views)
-        chain, views = checked
+            info, key = self._ca_key(chain[0])
+            template = self._template(chain[0], profile, info.key_type)
+            signer = chains[(req.ca_id, profile.name)] = _Signer(chain, views, info, key, template)
+        chain, views = signer.chain, signer.views
         issuer = chain[0]
         if issuer.order_id is not None and req.order_id is not None and req.order_id != issuer.order_id:
             # an order-bound issuing CA certifies devices of its own order only (quota, reconciliation)
@@ -782,22 +809,20 @@ class PkiService:
                 uris = uris or (f"https://{issuer.device_domain}/devices/{req.device_serial}",)
             names = NameRequest({**names.attributes, "serialNumber": req.device_serial}, uris, dns, names.ips)
         check_name_constraints(views, names)
-        info, key = self._ca_key(issuer)
         start, end = validity(profile, issuer.certificate, now, req.not_after)
         subject = subject_name(profile, names.attributes)
-        builder = build_certificate(
-            profile,
-            public,
-            names,
-            subject=subject,
-            issuer=issuer.certificate,
+        template = signer.template
+        spki = spki_der(public)  # type: ignore[arg-type]
+        tbs = template.tbs(
             serial=x509.random_serial_number(),
             not_before=start,
             not_after=end,
-            urls=issuer.urls(),
+            subject=subject,
+            spki=spki,
+            sans=san_entries(profile, names),
         )
-        cert = builder.sign(key, signature_hash(info))
-        subject_key_id = key_id(spki_der(public))  # type: ignore[arg-type]
+        cert = template.sign(tbs, signer.key)
+        subject_key_id = key_id(spki)
         return _Prepared(
             subject.rfc4514_string(),
             index,
@@ -805,7 +830,7 @@ class PkiService:
             profile.name,
             issuer.ca_id,
             [c.ca_id for c in chain],
-            info.key_id,
+            signer.info.key_id,
             cert,
             subject_key_id,
         )
