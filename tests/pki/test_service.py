@@ -616,6 +616,18 @@ def test_a_device_key_certified_twice_is_refused(shared: Homes) -> None:
     assert_refused_and_logged(shared.station, "cert.issue", err.value)
 
 
+def test_device_identities_come_only_from_an_issuing_ca(shared: Homes) -> None:
+    """A product CA holds its key at the OEM but is not order-bound: no device certificate from it
+    (it would escape quota and reconciliation)."""
+    before = certs(shared.oem)
+    with pytest.raises(PolicyViolation, match="issued by issuing-ca only, not by product-ca") as err:
+        shared.oem.pki.issue(
+            "product-widget", "device-idevid", P256_CSR, device_request("SN-PRODUCT"), device_serial="SN-PRODUCT"
+        )
+    assert certs(shared.oem) == before
+    assert_refused_and_logged(shared.oem, "cert.issue", err.value)
+
+
 def test_a_home_without_the_issuing_key_cannot_issue(shared: Homes) -> None:
     before = certs(shared.oem)
     with pytest.raises(PolicyViolation, match=f"does not hold the key of CA {ISSUING_ID}") as err:

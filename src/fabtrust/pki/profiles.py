@@ -59,6 +59,8 @@ class Profile(BaseModel):
     crl_distribution_point: bool = False
     ocsp: bool = False
     name_constraints: bool = False
+    # the kinds of CA that may issue certificates of this profile (empty: any CA)
+    issuers: tuple[Kind, ...] = ()
 
     @property
     def is_ca(self) -> bool:
@@ -79,6 +81,8 @@ class Profile(BaseModel):
                 raise ValueError("an end-entity profile cannot carry CA powers")
             if self.max_validity_days < 1:
                 raise ValueError("an end-entity profile needs max_validity_days")
+        if "end-entity" in self.issuers:
+            raise ValueError("only a CA can issue certificates")
         overlap = set(self.subject.required) & set(self.subject.optional)
         if overlap:
             raise ValueError(f"subject attributes both required and optional: {sorted(overlap)}")

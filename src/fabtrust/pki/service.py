@@ -794,6 +794,10 @@ class PkiService:
             signer = chains[(req.ca_id, profile.name)] = _Signer(chain, views, info, key, template)
         chain, views = signer.chain, signer.views
         issuer = chain[0]
+        if profile.issuers and issuer.kind not in profile.issuers:
+            # device identities come from an order-bound issuing CA only (quota, reconciliation)
+            allowed = ", ".join(profile.issuers)
+            raise PolicyViolation(f"profile {profile.name} is issued by {allowed} only, not by {issuer.kind}")
         if issuer.order_id is not None and req.order_id is not None and req.order_id != issuer.order_id:
             # an order-bound issuing CA certifies devices of its own order only (quota, reconciliation)
             raise PolicyViolation(f"CA {issuer.ca_id} issues for order {issuer.order_id}, not {req.order_id}")
