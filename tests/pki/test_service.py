@@ -622,7 +622,11 @@ def test_device_identities_come_only_from_an_issuing_ca(shared: Homes) -> None:
     before = certs(shared.oem)
     with pytest.raises(PolicyViolation, match="issued by issuing-ca only, not by product-ca") as err:
         shared.oem.pki.issue(
-            "product-widget", "device-idevid", P256_CSR, device_request("SN-PRODUCT"), device_serial="SN-PRODUCT"
+            "product-widget",
+            "device-idevid",
+            P256_CSR,
+            device_request("SN-PRODUCT"),
+            device_serial="SN-PRODUCT",
         )
     assert certs(shared.oem) == before
     assert_refused_and_logged(shared.oem, "cert.issue", err.value)
