@@ -736,19 +736,27 @@ class PkiService:
             raise result
         return result
 
-    def issue_batch(self, requests: Sequence[IssueRequest]) -> list[Issued | FabtrustError]:
+    def issue_batch(
+        self, requests: Sequence[IssueRequest], *, conn: Connection | None = None
+    ) -> list[Issued | FabtrustError]:
         """Issue many certificates with one durable commit (group commit).
 
         Each request is checked and signed on its own; a refused one gets its error in the result
         list and changes nothing. The accepted certificates, their audit entries and the refusals'
         audit entries commit in one transaction: a certificate is never stored without its entry.
         Duplicate device serials and device keys are refused against the store and within the batch.
+
+        ``conn``: join the caller's write transaction instead (a station stores the certificates,
+        its quota and its production records atomically); nothing is retried then, and a
+        concurrent duplicate surfaces as the store's IntegrityError for the caller to handle.
         """
         if not requests:
             return []
         if len(requests) > MAX_BATCH:
             raise InvalidInput(f"at most {MAX_BATCH} certificates per batch")
         now = self._clock()
+        if conn is not None:
+            return self._issue_in(conn, requests, now)
         chains: _ChainCache = {}
         results: list[Issued | FabtrustError | None] = [None] * len(requests)
         prepared: list[_Prepared] = []
@@ -775,6 +783,25 @@ class PkiService:
                         results[p.index] = None
                 if attempt == 2:
                     raise Conflict("certificates could not be stored (concurrent duplicates)") from None
+        return [r if r is not None else Conflict("not issued") for r in results]
+
+    def _issue_in(
+        self, conn: Connection, requests: Sequence[IssueRequest], now: datetime
+    ) -> list[Issued | FabtrustError]:
+        chains: _ChainCache = {}
+        results: list[Issued | FabtrustError | None] = [None] * len(requests)
+        prepared: list[_Prepared] = []
+        for index, req in enumerate(requests):
+            try:
+                prepared.append(self._prepare(index, req, now, chains))
+            except FabtrustError as exc:
+                results[index] = exc
+        accepted = self._admit(conn, prepared, results)
+        if accepted:
+            conn.execute(insert(pki_certs), [p.row(now) for p in accepted])
+        keys = {p.index: (p.issuer_key_id, p.subject_key_id) for p in prepared}
+        entries = [self._issue_entry(requests[i], r, keys.get(i)) for i, r in enumerate(results)]
+        self._audit.append(entries, conn=conn)
         return [r if r is not None else Conflict("not issued") for r in results]
 
     def _prepare(self, index: int, req: IssueRequest, now: datetime, chains: _ChainCache) -> _Prepared:

@@ -141,3 +141,171 @@ pki_est_tokens = Table(
     Column("used_at", DateTime(timezone=True), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
+
+# -- production: the OEM side (products, releases, stations, orders, packages) ----------------------
+# Documents (orders, packages, records) are kept as the canonical JSON or DSSE bytes that were
+# signed; the columns beside them are what queries need.
+
+prod_products = Table(
+    "prod_products",
+    metadata,
+    Column("name", String(40), primary_key=True),
+    Column("product_ca", String(64), ForeignKey("pki_cas.ca_id"), nullable=False),
+    Column("description", String(255), nullable=False),
+    Column("vendors", LargeBinary, nullable=False),  # canonical JSON: accepted silicon-vendor roots
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+prod_releases = Table(
+    "prod_releases",
+    metadata,
+    Column("release_id", String(64), primary_key=True),
+    Column("product", String(40), ForeignKey("prod_products.name"), nullable=False),
+    Column("version", String(40), nullable=False),
+    Column("image", LargeBinary, nullable=False),
+    Column("image_sha256", String(64), nullable=False),
+    Column("envelope", LargeBinary, nullable=False),  # DSSE, signed by the OEM release key
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("product", "version", name="uq_prod_releases_product"),
+)
+
+prod_stations = Table(
+    "prod_stations",
+    metadata,
+    Column("station_id", String(64), primary_key=True),
+    Column("identity_cert", LargeBinary, nullable=False),
+    Column("sealing_key", LargeBinary, nullable=False),  # SPKI DER: packages are sealed to it
+    Column("log_vkey", String(255), nullable=False),  # the station log's note verifier key
+    Column("status", String(16), nullable=False),  # active | retired
+    Column("enrolled_at", DateTime(timezone=True), nullable=False),
+)
+
+prod_orders = Table(
+    "prod_orders",
+    metadata,
+    Column("order_id", String(64), primary_key=True),
+    Column("product", String(40), ForeignKey("prod_products.name"), nullable=False),
+    Column("release_id", String(64), ForeignKey("prod_releases.release_id"), nullable=False),
+    Column("stations", LargeBinary, nullable=False),  # canonical JSON list of station ids
+    Column("quota", Integer, nullable=False),
+    Column("not_before", DateTime(timezone=True), nullable=False),
+    Column("not_after", DateTime(timezone=True), nullable=False),
+    Column("status", String(16), nullable=False),  # awaiting-approval | approved
+    Column("created_by", String(128), nullable=False),
+    Column("approved_by", String(128), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+prod_packages = Table(
+    "prod_packages",
+    metadata,
+    Column("package_id", String(64), primary_key=True),
+    Column("order_id", String(64), ForeignKey("prod_orders.order_id"), nullable=False),
+    Column("station_id", String(64), ForeignKey("prod_stations.station_id"), nullable=False),
+    Column("issuing_ca", String(64), ForeignKey("pki_cas.ca_id"), nullable=False),
+    Column("quota", Integer, nullable=False),  # this station's share of the order
+    Column("sha256", String(64), nullable=False),  # of the sealed package
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("order_id", "station_id", name="uq_prod_packages_order_id"),
+)
+
+# -- production: the OEM's reconciliation (station checkpoints, records, registry, alerts) ---------
+
+rec_checkpoints = Table(
+    "rec_checkpoints",
+    metadata,
+    Column("station_id", String(64), ForeignKey("prod_stations.station_id"), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("root", LargeBinary, nullable=False),
+    Column("note", LargeBinary, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+rec_records = Table(
+    "rec_records",
+    metadata,
+    Column("station_id", String(64), ForeignKey("prod_stations.station_id"), primary_key=True),
+    Column("order_id", String(64), primary_key=True),
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("chip_uid", String(64), nullable=False, index=True),
+    Column("device_serial", String(64), nullable=False),
+    Column("verdict", String(16), nullable=False),  # registered | clone | overproduction | invalid
+    Column("record", LargeBinary, nullable=False),  # the station-signed DSSE envelope
+    Column("imported_at", DateTime(timezone=True), nullable=False),
+)
+
+fleet_devices = Table(
+    "fleet_devices",
+    metadata,
+    Column("device_serial", String(64), primary_key=True),
+    Column("chip_uid", String(64), nullable=False, unique=True),
+    Column("key_id", String(64), nullable=False, unique=True),  # SHA-256 of the device key's SPKI
+    Column("order_id", String(64), nullable=False, index=True),
+    Column("station_id", String(64), nullable=False),
+    Column("cert_der", LargeBinary, nullable=False),
+    Column("status", String(16), nullable=False),  # manufactured | ...
+    Column("registered_at", DateTime(timezone=True), nullable=False),
+)
+
+rec_alerts = Table(
+    "rec_alerts",
+    metadata,
+    Column("alert_id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(32), nullable=False),  # clone | overproduction | invalid-record | ...
+    Column("station_id", String(64), nullable=True),
+    Column("order_id", String(64), nullable=True),
+    Column("chip_uid", String(64), nullable=True),
+    Column("device_serial", String(64), nullable=True),
+    Column("message", String(512), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# -- production: the station side (its identity, loaded packages, provisioned devices) ------------
+
+st_identity = Table(
+    "st_identity",
+    metadata,
+    Column("station_id", String(64), primary_key=True),
+    Column("identity_key", String(512), nullable=False),  # key-store URIs
+    Column("sealing_key", String(512), nullable=False),
+    Column("identity_cert", LargeBinary, nullable=True),  # set when the OEM's certificate is installed
+    Column("oem_signer", LargeBinary, nullable=True),  # SPKI of the OEM package signer, pinned then
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+st_issuing_keys = Table(
+    "st_issuing_keys",
+    metadata,
+    Column("order_id", String(64), primary_key=True),
+    Column("key_uri", String(512), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+st_packages = Table(
+    "st_packages",
+    metadata,
+    Column("order_id", String(64), primary_key=True),
+    Column("package_id", String(64), nullable=False, unique=True),
+    Column("issuing_ca", String(64), nullable=False),
+    Column("quota", Integer, nullable=False),
+    Column("used", Integer, nullable=False),  # reserved atomically with each device's records
+    Column("not_before", DateTime(timezone=True), nullable=False),
+    Column("not_after", DateTime(timezone=True), nullable=False),
+    Column("sealed", LargeBinary, nullable=False),  # as received: secrets stay sealed at rest
+    Column("loaded_at", DateTime(timezone=True), nullable=False),
+)
+
+st_devices = Table(
+    "st_devices",
+    metadata,
+    Column("chip_uid", String(64), primary_key=True),  # one chip, one identity: clones collide here
+    Column("order_id", String(64), ForeignKey("st_packages.order_id"), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("device_serial", String(64), nullable=False, unique=True),
+    Column("log_index", BigInteger, nullable=False),  # the record's entry in the station log
+    Column("record", LargeBinary, nullable=False),  # station-signed DSSE envelope
+    Column("receipt", LargeBinary, nullable=True),  # the device-signed install receipt
+    Column("state", String(16), nullable=False),  # issued | programmed
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("order_id", "seq", name="uq_st_devices_order_id"),
+)

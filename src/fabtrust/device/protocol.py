@@ -1,0 +1,523 @@
+"""Wire formats between a factory station and a device, and the station's pure checks on them.
+
+Every document is a JSON object in canonical form (RFC 8785, :mod:`fabtrust.crypto.canonical`) whose
+``format`` member names its type and version; binary fields are standard padded base64
+(:mod:`fabtrust.crypto.encoding`), lists of binary fields are arrays of base64 strings. Parsing fails
+closed: malformed or non-canonical JSON, a document over :data:`MAX_DOCUMENT_BYTES`, a missing or
+unknown member, another ``format``, bad base64 or an out-of-range value is :class:`InvalidInput`.
+
+Signed documents (:class:`GenuinenessResponse`, :class:`InstallReceipt`) are signed over their
+*signed payload*: the canonical JSON of the document object with the ``signature`` member removed,
+``format`` included (so a signature over one format can never pass for another). Signatures use
+:mod:`fabtrust.crypto.keys` conventions (DER ECDSA over SHA-256 for P-256, plain Ed25519).
+
+The exchange, one device at a time::
+
+    station                                     device (DeviceAgent + SecureElement)
+    Challenge            ------------------->
+                         <-------------------   GenuinenessResponse (signed by the birth key)
+    verify_genuineness(), duplicate check, quota, certificate for the CSR, secrets sealed to the
+    sealing key
+    Provisioning         ------------------->
+                         <-------------------   InstallReceipt (signed by the identity key)
+    verify_receipt()
+
+Verification raises (:class:`VerificationFailed`, :class:`InvalidInput`), never returns a bool, does
+no I/O and takes the time as an argument.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import hmac
+import os
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import AttributeOID, NameOID
+
+from fabtrust.crypto.canonical import canonical_json, parse_canonical
+from fabtrust.crypto.encoding import b64, unb64
+from fabtrust.crypto.keys import (
+    KeyType,
+    KeyUsage,
+    check_usage,
+    key_id,
+    key_type_of,
+    load_public_key,
+    verify_signature,
+)
+from fabtrust.errors import InvalidInput, VerificationFailed
+
+#: Largest document :meth:`parse` accepts, in bytes (base64 makes a firmware image 4/3 larger).
+MAX_DOCUMENT_BYTES = 256 * 1024
+#: Most certificates in a birth chain or a device certificate chain.
+MAX_CHAIN_LENGTH = 8
+NONCE_BYTES = 32
+_SHA256_BYTES = 32
+_MAX_TEXT = 128
+
+_CHIP_UID = re.compile(r"[0-9a-f]{16}")
+# X.520 serialNumber is a PrintableString (RFC 5280 Appendix A.1, ub-serial-number 64).
+_PRINTABLE_SERIAL = re.compile(r"[A-Za-z0-9 '()+,\-./:=?]{1,64}")
+_RFC3339_UTC = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
+_RFC3339_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+#: HPKE ``info`` prefix for the device secrets (RFC 9180 5.1); the chip UID follows it.
+SECRETS_INFO_PREFIX = b"fabtrust device secrets v1|"
+
+
+def secrets_info(chip_uid: str) -> bytes:
+    """The HPKE ``info`` (RFC 9180 5.1) binding sealed device secrets to one chip."""
+    check_chip_uid(chip_uid)
+    return SECRETS_INFO_PREFIX + chip_uid.encode("ascii")
+
+
+# -- field checks ---------------------------------------------------------------------------------
+
+
+def check_chip_uid(value: object) -> str:
+    """A chip UID is 16 lowercase hex characters (64 bits)."""
+    if not isinstance(value, str) or not _CHIP_UID.fullmatch(value):
+        raise InvalidInput("chip UID must be 16 lowercase hex characters")
+    return value
+
+
+def check_device_serial(value: object) -> str:
+    if not isinstance(value, str) or not _PRINTABLE_SERIAL.fullmatch(value):
+        raise InvalidInput("device serial must be 1 to 64 PrintableString characters")
+    return value
+
+
+def _check_text(value: object, what: str) -> None:
+    if not isinstance(value, str) or not 0 < len(value) <= _MAX_TEXT or not value.isprintable():
+        raise InvalidInput(f"{what} must be 1 to {_MAX_TEXT} printable characters")
+
+
+def _check_bytes(value: object, what: str, *, size: int | None = None) -> None:
+    if not isinstance(value, bytes) or not value:
+        raise InvalidInput(f"{what} must be non-empty bytes")
+    if size is not None and len(value) != size:
+        raise InvalidInput(f"{what} must be {size} bytes")
+
+
+def _check_chain(value: object, what: str) -> None:
+    if not isinstance(value, tuple) or not 0 < len(value) <= MAX_CHAIN_LENGTH:
+        raise InvalidInput(f"{what} must hold 1 to {MAX_CHAIN_LENGTH} certificates")
+    for item in value:
+        _check_bytes(item, f"{what} entry")
+
+
+def rfc3339_utc(moment: datetime) -> str:
+    """``moment`` as an RFC 3339 (section 5.6) UTC timestamp with whole seconds."""
+    if moment.tzinfo is None:
+        raise InvalidInput("time must be timezone-aware")
+    return moment.astimezone(UTC).strftime(_RFC3339_FORMAT)
+
+
+def _check_timestamp(value: object, what: str) -> None:
+    if not isinstance(value, str) or not _RFC3339_UTC.fullmatch(value):
+        raise InvalidInput(f"{what} must be an RFC 3339 UTC timestamp (YYYY-MM-DDTHH:MM:SSZ)")
+    try:
+        datetime.strptime(value, _RFC3339_FORMAT)
+    except ValueError:
+        raise InvalidInput(f"{what} is not a valid date and time") from None
+
+
+def _aware(now: datetime) -> datetime:
+    if now.tzinfo is None:
+        raise InvalidInput("time must be timezone-aware")
+    return now.astimezone(UTC)
+
+
+# -- generic encoding -----------------------------------------------------------------------------
+
+_Encode = Callable[[Any], Any]
+_Decode = Callable[[Any, str], Any]
+
+
+def _decode_str(value: Any, what: str) -> str:
+    if not isinstance(value, str):
+        raise InvalidInput(f"{what} must be a string")
+    return value
+
+
+def _decode_int(value: Any, what: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidInput(f"{what} must be an integer")
+    return value
+
+
+def _decode_bytes_seq(value: Any, what: str) -> tuple[bytes, ...]:
+    if not isinstance(value, list):
+        raise InvalidInput(f"{what} must be an array of base64 strings")
+    return tuple(unb64(item, f"{what} entry") for item in value)
+
+
+# Codec per annotation string (the module uses postponed annotations, so field types are strings).
+_CODECS: dict[str, tuple[_Encode, _Decode]] = {
+    "str": (lambda v: v, _decode_str),
+    "int": (lambda v: v, _decode_int),
+    "bytes": (b64, unb64),
+    "tuple[bytes, ...]": (lambda v: [b64(item) for item in v], _decode_bytes_seq),
+}
+
+
+def _codecs(cls: type) -> dict[str, tuple[_Encode, _Decode]]:
+    return {field.name: _CODECS[str(field.type)] for field in dataclasses.fields(cls)}
+
+
+def _encode(document: Any, fmt: str, *, without: str | None = None) -> bytes:
+    obj: dict[str, Any] = {"format": fmt}
+    for name, (encode, _) in _codecs(type(document)).items():
+        if name != without:
+            obj[name] = encode(getattr(document, name))
+    return canonical_json(obj)
+
+
+def _decode(raw: bytes, fmt: str, cls: type) -> dict[str, Any]:
+    """Members of a ``fmt`` document, decoded to field values; the dataclass checks ranges."""
+    if not isinstance(raw, bytes):
+        raise InvalidInput("document must be bytes")
+    if len(raw) > MAX_DOCUMENT_BYTES:
+        raise InvalidInput(f"document is larger than {MAX_DOCUMENT_BYTES} bytes")
+    obj = parse_canonical(raw)
+    if not isinstance(obj, dict):
+        raise InvalidInput("document must be a JSON object")
+    if obj.get("format") != fmt:
+        raise InvalidInput(f"document is not a {fmt} document")
+    codecs = _codecs(cls)
+    unknown = sorted(set(obj) - set(codecs) - {"format"})
+    if unknown:
+        raise InvalidInput(f"{fmt} document has unknown member {unknown[0]!r}")
+    missing = sorted(set(codecs) - set(obj))
+    if missing:
+        raise InvalidInput(f"{fmt} document lacks member {missing[0]!r}")
+    return {name: decode(obj[name], name) for name, (_, decode) in codecs.items()}
+
+
+# -- documents ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Challenge:
+    """Station -> device: prove you are a genuine chip, and bind a new identity key to this nonce."""
+
+    FORMAT: ClassVar[str] = "fabtrust.genuineness-challenge/v1"
+
+    nonce: bytes
+    station: str
+    order: str
+    issued_at: str
+
+    def __post_init__(self) -> None:
+        _check_bytes(self.nonce, "nonce", size=NONCE_BYTES)
+        _check_text(self.station, "station")
+        _check_text(self.order, "order")
+        _check_timestamp(self.issued_at, "issued_at")
+
+    @classmethod
+    def new(cls, station: str, order: str, now: datetime) -> Challenge:
+        """A challenge with a fresh 32-byte nonce from the operating system's CSPRNG."""
+        return cls(nonce=os.urandom(NONCE_BYTES), station=station, order=order, issued_at=rfc3339_utc(now))
+
+    def to_json(self) -> bytes:
+        return _encode(self, self.FORMAT)
+
+    @classmethod
+    def parse(cls, raw: bytes) -> Challenge:
+        return cls(**_decode(raw, cls.FORMAT, cls))
+
+
+@dataclass(frozen=True)
+class GenuinenessResponse:
+    """Device -> station: the chip's birth chain, a CSR for its new identity key and its new X25519
+    sealing key, signed by the chip's birth key over :meth:`signed_payload`.
+
+    ``birth_chain`` is DER: the chip's birth certificate first, then the vendor's intermediates;
+    the vendor root is the station's trust anchor and is not sent.
+    """
+
+    FORMAT: ClassVar[str] = "fabtrust.genuineness-response/v1"
+
+    chip_uid: str
+    nonce: bytes
+    csr: bytes
+    sealing_key: bytes
+    birth_chain: tuple[bytes, ...]
+    signature: bytes
+
+    def __post_init__(self) -> None:
+        check_chip_uid(self.chip_uid)
+        _check_bytes(self.nonce, "nonce", size=NONCE_BYTES)
+        _check_bytes(self.csr, "csr")
+        _check_bytes(self.sealing_key, "sealing_key")
+        _check_chain(self.birth_chain, "birth_chain")
+        _check_bytes(self.signature, "signature")
+
+    def signed_payload(self) -> bytes:
+        """Canonical JSON (RFC 8785) of this document without its ``signature`` member."""
+        return _encode(self, self.FORMAT, without="signature")
+
+    def to_json(self) -> bytes:
+        return _encode(self, self.FORMAT)
+
+    @classmethod
+    def parse(cls, raw: bytes) -> GenuinenessResponse:
+        return cls(**_decode(raw, cls.FORMAT, cls))
+
+
+@dataclass(frozen=True)
+class Provisioning:
+    """Station -> device: the device's certificate chain, its secrets sealed to its sealing key
+    (HPKE, RFC 9180, ``info`` = :func:`secrets_info`), the firmware image with the SHA-256 the
+    station expects, and the OEM key hash to burn into OTP."""
+
+    FORMAT: ClassVar[str] = "fabtrust.device-provisioning/v1"
+
+    device_serial: str
+    certificate_chain: tuple[bytes, ...]
+    sealed_secrets: bytes
+    image: bytes
+    image_digest: bytes
+    oem_key_hash: bytes
+
+    def __post_init__(self) -> None:
+        check_device_serial(self.device_serial)
+        _check_chain(self.certificate_chain, "certificate_chain")
+        _check_bytes(self.sealed_secrets, "sealed_secrets")
+        _check_bytes(self.image, "image")
+        _check_bytes(self.image_digest, "image_digest", size=_SHA256_BYTES)
+        _check_bytes(self.oem_key_hash, "oem_key_hash", size=_SHA256_BYTES)
+
+    def to_json(self) -> bytes:
+        return _encode(self, self.FORMAT)
+
+    @classmethod
+    def parse(cls, raw: bytes) -> Provisioning:
+        return cls(**_decode(raw, cls.FORMAT, cls))
+
+
+@dataclass(frozen=True)
+class InstallReceipt:
+    """Device -> station: what the device installed, measured from what it stored, signed by the
+    device's identity key over :meth:`signed_payload`. ``counter`` is the device's monotonic
+    provisioning counter after this install."""
+
+    FORMAT: ClassVar[str] = "fabtrust.install-receipt/v1"
+
+    chip_uid: str
+    device_serial: str
+    certificate_sha256: bytes
+    image_sha256: bytes
+    secrets_sha256: bytes
+    counter: int
+    signature: bytes
+
+    def __post_init__(self) -> None:
+        check_chip_uid(self.chip_uid)
+        check_device_serial(self.device_serial)
+        _check_bytes(self.certificate_sha256, "certificate_sha256", size=_SHA256_BYTES)
+        _check_bytes(self.image_sha256, "image_sha256", size=_SHA256_BYTES)
+        _check_bytes(self.secrets_sha256, "secrets_sha256", size=_SHA256_BYTES)
+        if not isinstance(self.counter, int) or isinstance(self.counter, bool) or not 0 < self.counter < 2**32:
+            raise InvalidInput("counter must be an integer from 1 to 2**32 - 1")
+        _check_bytes(self.signature, "signature")
+
+    def signed_payload(self) -> bytes:
+        """Canonical JSON (RFC 8785) of this document without its ``signature`` member."""
+        return _encode(self, self.FORMAT, without="signature")
+
+    def to_json(self) -> bytes:
+        return _encode(self, self.FORMAT)
+
+    @classmethod
+    def parse(cls, raw: bytes) -> InstallReceipt:
+        return cls(**_decode(raw, cls.FORMAT, cls))
+
+
+for _cls in (Challenge, GenuinenessResponse, Provisioning, InstallReceipt):
+    _codecs(_cls)  # every field type has a codec (a KeyError here is a programming error)
+
+
+# -- station-side verification (pure) -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GenuineChip:
+    """What :func:`verify_genuineness` established about a chip."""
+
+    chip_uid: str
+    vendor: str
+    birth_key_id: str
+    csr: x509.CertificateSigningRequest
+    sealing_key: bytes
+
+
+def _spki(certificate: x509.Certificate) -> bytes:
+    return certificate.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def subject_serial_number(name: x509.Name) -> str | None:
+    """The one serialNumber attribute (X.520) of a name, or None if it has none or several."""
+    values = name.get_attributes_for_oid(NameOID.SERIAL_NUMBER)
+    if len(values) != 1 or not isinstance(values[0].value, str):
+        return None
+    return values[0].value
+
+
+def load_certificates(chain: Sequence[bytes], what: str) -> list[x509.Certificate]:
+    certificates = []
+    for position, der in enumerate(chain):
+        try:
+            certificates.append(x509.load_der_x509_certificate(der))
+        except ValueError:
+            raise InvalidInput(f"{what} entry {position} is not a DER certificate") from None
+    return certificates
+
+
+def _issued_by(child: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """True if ``issuer`` is a CA certificate (RFC 5280 6.1.4 (k)) whose key signed ``child``
+    under ``child``'s issuer name."""
+    try:
+        constraints = issuer.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        return False
+    if not constraints.ca:
+        return False
+    try:
+        child.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def _check_validity(certificate: x509.Certificate, now: datetime, what: str) -> None:
+    # RFC 5280 6.1.3 (a)(2): the certificate validity period includes the current time.
+    if now < certificate.not_valid_before_utc:
+        raise VerificationFailed(f"{what} is not yet valid at {rfc3339_utc(now)}")
+    if now > certificate.not_valid_after_utc:
+        raise VerificationFailed(f"{what} expired before {rfc3339_utc(now)}")
+
+
+def _vendor_name(anchor: x509.Certificate) -> str:
+    for oid in (NameOID.ORGANIZATION_NAME, NameOID.COMMON_NAME):
+        values = anchor.subject.get_attributes_for_oid(oid)
+        if values and isinstance(values[0].value, str):
+            return values[0].value
+    raise InvalidInput("trust anchor names no organisation or common name")
+
+
+def verify_genuineness(
+    response: GenuinenessResponse,
+    challenge: Challenge,
+    anchors: Sequence[x509.Certificate],
+    now: datetime,
+) -> GenuineChip:
+    """Check that ``response`` answers ``challenge`` from a genuine chip of an accepted vendor.
+
+    Raises :class:`VerificationFailed` or :class:`InvalidInput` naming the first check that fails.
+    A perfect clone (a chip whose birth key was extracted) passes: genuineness proves possession of
+    a vendor-certified key, and duplicates of one chip UID are found by the station's records.
+    """
+    if not anchors:
+        raise InvalidInput("no accepted silicon vendors (trust anchors) given")
+    now = _aware(now)
+    if not hmac.compare_digest(response.nonce, challenge.nonce):
+        raise VerificationFailed("response does not answer this challenge (replayed or foreign response)")
+
+    chain = load_certificates(response.birth_chain, "birth chain")
+    for position in range(len(chain) - 1):
+        if not _issued_by(chain[position], chain[position + 1]):
+            raise VerificationFailed(f"birth certificate chain is broken after entry {position}")
+    anchor = next((a for a in anchors if _issued_by(chain[-1], a)), None)
+    if anchor is None:
+        raise VerificationFailed("chip is not from an accepted silicon vendor")
+    for position, certificate in enumerate(chain):
+        _check_validity(certificate, now, f"birth chain entry {position}")
+    _check_validity(anchor, now, "the silicon vendor's root certificate")
+
+    birth = chain[0]
+    if subject_serial_number(birth.subject) != response.chip_uid:
+        raise VerificationFailed("birth certificate is for another chip UID")
+    birth_spki = _spki(birth)
+    try:
+        verify_signature(birth_spki, response.signed_payload(), response.signature)
+    except VerificationFailed:
+        raise VerificationFailed(
+            "response signature does not verify under the chip's birth key (forged or tampered)"
+        ) from None
+
+    try:
+        csr = x509.load_der_x509_csr(response.csr)
+    except ValueError:
+        raise InvalidInput("certificate request is not a DER PKCS#10 request") from None
+    if not csr.is_signature_valid:
+        raise VerificationFailed("certificate request's self-signature does not verify")
+    check_usage(key_type_of(load_public_key(_csr_spki(csr))), KeyUsage.SIGN)
+    # RFC 2986 4.1 attributes / RFC 2985 5.4.1 challengePassword: here it carries the challenge
+    # nonce in lowercase hex, binding the new identity key to this one challenge.
+    try:
+        password = csr.attributes.get_attribute_for_oid(AttributeOID.CHALLENGE_PASSWORD).value
+    except x509.AttributeNotFound:
+        password = b""
+    if not hmac.compare_digest(password, challenge.nonce.hex().encode("ascii")):
+        raise VerificationFailed("certificate request is not bound to this challenge")
+    if subject_serial_number(csr.subject) != response.chip_uid:
+        raise VerificationFailed("certificate request is for another chip UID")
+
+    if key_type_of(load_public_key(response.sealing_key)) is not KeyType.X25519:
+        raise InvalidInput("sealing key is not an X25519 public key")
+
+    return GenuineChip(
+        chip_uid=response.chip_uid,
+        vendor=_vendor_name(anchor),
+        birth_key_id=key_id(birth_spki),
+        csr=csr,
+        sealing_key=response.sealing_key,
+    )
+
+
+def _csr_spki(csr: x509.CertificateSigningRequest) -> bytes:
+    return csr.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def verify_receipt(receipt: InstallReceipt, certificate: x509.Certificate, expected_image_sha256: bytes) -> None:
+    """Check a device's install receipt against the certificate issued to it and the image sent."""
+    try:
+        verify_signature(_spki(certificate), receipt.signed_payload(), receipt.signature)
+    except VerificationFailed:
+        raise VerificationFailed(
+            "install receipt signature does not verify under the device certificate's key"
+        ) from None
+    der = certificate.public_bytes(serialization.Encoding.DER)
+    if not hmac.compare_digest(receipt.certificate_sha256, hashlib.sha256(der).digest()):
+        raise VerificationFailed("install receipt is for another certificate")
+    if subject_serial_number(certificate.subject) != receipt.device_serial:
+        raise VerificationFailed("install receipt names another device serial than the certificate")
+    if not hmac.compare_digest(receipt.image_sha256, expected_image_sha256):
+        raise VerificationFailed("device stored another firmware image than expected")
+
+
+__all__ = [
+    "MAX_DOCUMENT_BYTES",
+    "Challenge",
+    "GenuineChip",
+    "GenuinenessResponse",
+    "InstallReceipt",
+    "Provisioning",
+    "secrets_info",
+    "verify_genuineness",
+    "verify_receipt",
+]
