@@ -37,9 +37,14 @@ ALLOWED: dict[str, set[str]] = {
 SUBSTRATE = set(SUBSTRATE_ORDER)
 for i, domain in enumerate(DOMAIN_ORDER):
     ALLOWED[domain] = set(DOMAIN_ORDER[i + 1 :]) | SUBSTRATE
+# the device's wire formats (challenge, response, provisioning, receipt) are what a station speaks;
+# faces also drive the simulated silicon vendor and devices (demo, line-equipment tests)
+ALLOWED["production"] |= {"device"}
 ALLOWED["home"] = SUBSTRATE | set(DOMAIN_ORDER)
 for face in FACES:
-    ALLOWED[face] = SUBSTRATE | set(DOMAIN_ORDER) | {"home"} | ({"api", "web"} if face == "cli" else set())
+    ALLOWED[face] = (
+        SUBSTRATE | set(DOMAIN_ORDER) | {"home", "device"} | ({"api", "web"} if face == "cli" else set())
+    )
 ALLOWED["__init__"] = set()
 
 

@@ -18,3 +18,13 @@ def rfc3339(t: datetime) -> str:
     if t.tzinfo is None:
         raise ValueError("naive datetime")
     return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def parse_rfc3339(value: str) -> datetime:
+    """The inverse of ``rfc3339``: a UTC timestamp ending in ``Z``; ValueError otherwise."""
+    if not isinstance(value, str) or not value.endswith("Z") or len(value) > 40:
+        raise ValueError("not an RFC 3339 UTC timestamp")
+    parsed = datetime.fromisoformat(value[:-1] + "+00:00")
+    if "T" not in value or parsed.utcoffset() is None:
+        raise ValueError("not an RFC 3339 UTC timestamp")
+    return parsed.astimezone(UTC)

@@ -35,6 +35,9 @@ from fabtrust.keystore.base import KeyStore
 from fabtrust.keystore.service import KeyEvent, KeyService
 from fabtrust.keystore.soft import SoftKeyStore
 from fabtrust.pki.service import PkiService
+from fabtrust.production.oem import ProductionService
+from fabtrust.production.reconcile import Reconciler
+from fabtrust.production.station import Station
 from fabtrust.store.engine import Store, parse_db_url, sqlite_url
 from fabtrust.tlog.audit import AuditLog, Outcome
 from fabtrust.tlog.checkpoint import NoteVerifier, verifier_key
@@ -173,6 +176,8 @@ class Home:
         self.audit = AuditLog(self.log, clock=clock)
         self._keys: KeyService | None = None
         self._pki: PkiService | None = None
+        self._production: ProductionService | None = None
+        self._station: Station | None = None
 
     # -- opening ---------------------------------------------------------------------------------
 
@@ -320,6 +325,36 @@ class Home:
                 self.store, self.keystore(), self.audit, actor=self.actor, clock=self.clock
             )
         return self._pki
+
+    @property
+    def production(self) -> ProductionService:
+        """The OEM's products, releases, stations, orders and packages."""
+        if self._production is None:
+            self._production = ProductionService(
+                self.store, self.keystore(), self.audit, self.pki, actor=self.actor, clock=self.clock
+            )
+        return self._production
+
+    @property
+    def station(self) -> Station:
+        """This home as a factory station (one Station per home and process: it keeps the
+        outstanding challenges)."""
+        if self._station is None:
+            self._station = Station(
+                self.store,
+                self.keystore(),
+                self.audit,
+                self.log,
+                self.pki,
+                actor=self.actor,
+                log_vkey=self.log_vkey(),
+                clock=self.clock,
+            )
+        return self._station
+
+    @property
+    def reconciler(self) -> Reconciler:
+        return Reconciler(self.store, self.audit, self.pki, actor=self.actor, clock=self.clock)
 
     @property
     def keys(self) -> KeyService:

@@ -1,0 +1,324 @@
+"""A production run, told across three data homes: the OEM (root, product, release, orders,
+packages, reconciliation) and two factory stations, each with its own store, key store and log.
+Devices are the reference secure elements from a simulated silicon vendor.
+
+Outcomes asserted: devices provisioned up to the quota and never beyond, every certificate with
+exactly one record, refusals with their reasons (counterfeit, replay, clone, tampered or foreign
+package, window, quota), and the OEM's reconciliation: registry, clone and overproduction alerts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from sqlalchemy import func, select
+
+from fabtrust.crypto.canonical import canonical_json, parse_canonical
+from fabtrust.device.agent import DeviceAgent, ReplayingAgent
+from fabtrust.device.element import SecureElement
+from fabtrust.device.protocol import Provisioning
+from fabtrust.device.vendor import SiliconVendor
+from fabtrust.errors import Conflict, InvalidInput, NotFound, PolicyViolation, VerificationFailed
+from fabtrust.home import Home
+from fabtrust.production.station import Provisioned
+from fabtrust.store.tables import pki_certs, st_devices, st_packages
+from fabtrust.tlog.audit import AuditEntry
+
+T0 = datetime(2031, 5, 4, 8, 0, 0, tzinfo=UTC)
+DOMAIN = "widget.devices.acme.example"
+CUSTODIANS = [(f"custodian-{i}", f"custodian-{i}-passphrase") for i in range(1, 4)]
+IMAGE = b"\x7fFWIMG placeholder firmware 1.0.0\n" * 64
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def never() -> str:
+    raise AssertionError("a PIN was asked for")
+
+
+@dataclass
+class Run:
+    clock: Clock
+    oem: Home
+    line1: Home
+    line2: Home
+    vendor: SiliconVendor
+    window_end: datetime
+
+    def chip(self) -> SecureElement:
+        return self.vendor.make_chip()
+
+
+def make_home(path: Path, actor: str, clock: Clock) -> Home:
+    return Home.init(path, passphrase=lambda: f"{actor}-passphrase", pin=never, actor=actor, clock=clock)
+
+
+def enroll(oem: Home, station: Home, station_id: str) -> None:
+    request = station.station.enroll(station_id, organization="Acme")
+    station.station.install_certificate(oem.production.certify_station(request, organization="Acme"))
+
+
+def seal_for(oem: Home, station: Home, order_id: str, quota: int | None = None) -> bytes:
+    return oem.production.seal_package(
+        order_id, station.station.issuing_request(order_id), station_quota=quota
+    )
+
+
+@pytest.fixture
+def run(tmp_path: Path) -> Iterator[Run]:
+    clock = Clock(T0)
+    oem = make_home(tmp_path / "oem", "oem-admin", clock)
+    line1 = make_home(tmp_path / "line1", "operator-1", clock)
+    line2 = make_home(tmp_path / "line2", "operator-2", clock)
+    vendor = SiliconVendor("Trusted Silicon", now=T0 - timedelta(days=30))
+    oem.pki.init_root(
+        attributes={"commonName": "Acme Root CA", "organizationName": "Acme"},
+        custodians=CUSTODIANS,
+        threshold=2,
+        scrypt_n=2**14,
+    )
+    oem.production.create_product(
+        "widget", description="Widget", device_domain=DOMAIN, vendor_roots=[vendor.root], organization="Acme"
+    )
+    release = oem.production.create_release("widget", "1.0.0", IMAGE)
+    enroll(oem, line1, "line1")
+    enroll(oem, line2, "line2")
+    end = T0 + timedelta(days=7)
+    oem.production.create_order(
+        "po-1",
+        product="widget",
+        release_id=release,
+        stations=["line1", "line2"],
+        quota=6,
+        not_before=T0,
+        not_after=end,
+    )
+    yield Run(clock, oem, line1, line2, vendor, end)
+    for home in (oem, line1, line2):
+        home.close()
+
+
+def provision(station: Home, order_id: str, chips: list[SecureElement]) -> list[Provisioned | Exception]:
+    answers = []
+    for chip in chips:
+        challenge = station.station.challenge(order_id)
+        answers.append((challenge, DeviceAgent(chip).answer(challenge)))
+    return list(station.station.provision(order_id, answers))
+
+
+def install(station: Home, results: list[Provisioned | Exception], chips: list[SecureElement]) -> None:
+    by_uid = {c.uid: c for c in chips}
+    receipts = [
+        DeviceAgent(by_uid[r.chip_uid]).install(r.provisioning) for r in results if isinstance(r, Provisioned)
+    ]
+    outcome = station.station.complete(receipts)
+    assert all(isinstance(o, str) for o in outcome), outcome
+
+
+def counts(home: Home) -> tuple[int, int, int]:
+    with home.store.read() as conn:
+        certs = conn.execute(
+            select(func.count()).select_from(pki_certs).where(pki_certs.c.profile == "device-idevid")
+        ).scalar_one()
+        records = conn.execute(select(func.count()).select_from(st_devices)).scalar_one()
+        used = conn.execute(select(func.coalesce(func.sum(st_packages.c.used), 0))).scalar_one()
+    return certs, records, used
+
+
+def last_entry(home: Home) -> AuditEntry:
+    return AuditEntry.parse(home.log.entries(home.log.size() - 1, home.log.size())[0])
+
+
+def test_a_production_run_end_to_end(run: Run) -> None:
+    run.line1.station.load(seal_for(run.oem, run.line1, "po-1", 4))
+    chips = [run.chip() for _ in range(4)]
+    results = provision(run.line1, "po-1", chips)
+    assert all(isinstance(r, Provisioned) for r in results), results
+    install(run.line1, results, chips)
+    status = run.line1.station.order_status("po-1")
+    assert (status["quota"], status["used"], status["issued"], status["programmed"]) == (4, 4, 4, 4)
+    # each device: a chain to the OEM root, its serial and order/sequence in the certificate
+    root = run.oem.pki.ca("root").certificate
+    for result, chip in zip(results, chips, strict=True):
+        assert isinstance(result, Provisioned)
+        cert = result.certificate
+        assert cert.subject.get_attributes_for_oid(x509.NameOID.SERIAL_NUMBER)[0].value == chip.uid
+        assert cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value == f"po-1/{result.seq}"
+        chain = [
+            x509.load_der_x509_certificate(d)
+            for d in Provisioning.parse(result.provisioning).certificate_chain
+        ]
+        assert chain[0] == cert and chain[-1] == root
+        for child, parent in zip(chain, chain[1:], strict=False):
+            child.verify_directly_issued_by(parent)
+    assert sorted(r.seq for r in results if isinstance(r, Provisioned)) == [1, 2, 3, 4]
+    # reconciliation registers them all
+    report = run.oem.reconciler.reconcile(run.line1.station.export())
+    assert (report.records, report.registered, report.alerts) == (4, 4, [])
+    devices = run.oem.reconciler.devices("po-1")
+    assert sorted(d["chip_uid"] for d in devices) == sorted(c.uid for c in chips)
+    assert {d["status"] for d in devices} == {"manufactured"}
+
+
+def test_the_quota_is_never_exceeded(run: Run) -> None:
+    run.line1.station.load(seal_for(run.oem, run.line1, "po-1", 3))
+    chips = [run.chip() for _ in range(5)]
+    results = provision(run.line1, "po-1", chips)
+    assert sum(isinstance(r, Provisioned) for r in results) == 3
+    refused = [r for r in results if not isinstance(r, Provisioned)]
+    assert all(isinstance(r, PolicyViolation) and "quota" in r.message for r in refused)
+    more = provision(run.line1, "po-1", [run.chip()])
+    assert isinstance(more[0], PolicyViolation)
+    assert counts(run.line1) == (3, 3, 3)
+
+
+def test_genuineness_refusals(run: Run) -> None:
+    run.line1.station.load(seal_for(run.oem, run.line1, "po-1", 6))
+    genuine = run.chip()
+    counterfeit = SiliconVendor("Other Fab", now=T0 - timedelta(days=1)).make_chip()
+    forged = run.vendor.forge_uid(run.chip())
+    station = run.line1.station
+    # a response recorded for one challenge, replayed for a fresh one
+    old_challenge = station.challenge("po-1")
+    recorded = DeviceAgent(run.chip()).answer(old_challenge)
+    fresh = station.challenge("po-1")
+    answers = []
+    for chip in (genuine, counterfeit, forged):
+        challenge = station.challenge("po-1")
+        answers.append((challenge, DeviceAgent(chip).answer(challenge)))
+    answers.append((fresh, ReplayingAgent(recorded).answer(fresh)))
+    results = station.provision("po-1", answers)
+    assert isinstance(results[0], Provisioned)
+    assert isinstance(results[1], VerificationFailed) and "accepted silicon vendor" in results[1].message
+    assert isinstance(results[2], VerificationFailed)
+    assert isinstance(results[3], VerificationFailed)
+    assert counts(run.line1) == (1, 1, 1)
+    # the challenge is single-use: answering the same one twice is refused
+    challenge = station.challenge("po-1")
+    again = DeviceAgent(run.chip()).answer(challenge)
+    first = station.provision("po-1", [(challenge, again)])
+    second = station.provision("po-1", [(challenge, again)])
+    assert isinstance(first[0], Provisioned)
+    assert isinstance(second[0], VerificationFailed) and "used already" in second[0].message
+
+
+def test_a_cloned_chip_is_refused_at_one_station_and_flagged_across_two(run: Run) -> None:
+    run.line1.station.load(seal_for(run.oem, run.line1, "po-1", 3))
+    run.line2.station.load(seal_for(run.oem, run.line2, "po-1", 3))
+    original = run.chip()
+    clone = run.vendor.clone(original)
+    twin = run.vendor.clone(original)
+    first = provision(run.line1, "po-1", [original])
+    install(run.line1, first, [original])
+    again = provision(run.line1, "po-1", [clone])
+    assert isinstance(again[0], Conflict) and "provisioned already" in again[0].message
+    elsewhere = provision(run.line2, "po-1", [twin])
+    assert isinstance(elsewhere[0], Provisioned)  # line2 cannot know what line1 saw
+    install(run.line2, elsewhere, [twin])
+    assert run.oem.reconciler.reconcile(run.line1.station.export()).registered == 1
+    report = run.oem.reconciler.reconcile(run.line2.station.export())
+    assert report.registered == 0
+    assert [a["kind"] for a in report.alerts] == ["clone"]
+    assert report.alerts[0]["chip_uid"] == original.uid
+    assert [a["kind"] for a in run.oem.reconciler.alerts()] == ["clone"]
+
+
+def test_packages_refused_for_another_station_tampering_and_the_window(run: Run) -> None:
+    for_line2 = seal_for(run.oem, run.line2, "po-1", 2)
+    with pytest.raises(PolicyViolation, match="sealed to station line2, not line1"):
+        run.line1.station.load(for_line2)
+    # relabelled for line1: it still does not open with line1's key
+    doc = parse_canonical(for_line2)
+    doc["station_id"] = "line1"
+    with pytest.raises(VerificationFailed, match="does not open"):
+        run.line1.station.load(canonical_json(doc))
+    sealed = seal_for(run.oem, run.line1, "po-1", 2)
+    flipped = bytearray(sealed)
+    position = sealed.index(b'"sealed":"') + 40
+    flipped[position] = ord("A") if flipped[position] != ord("A") else ord("B")
+    with pytest.raises(VerificationFailed, match="does not open"):
+        run.line1.station.load(bytes(flipped))
+    unknown = sealed.replace(b"fabtrust.sealed-package/v1", b"fabtrust.sealed-package/v9")
+    with pytest.raises(InvalidInput, match="sealed-package/v1"):
+        run.line1.station.load(unknown)
+    assert run.line1.station.status() == []
+    assert last_entry(run.line1).outcome.value == "refused"
+    run.clock.now = run.window_end + timedelta(seconds=1)
+    with pytest.raises(PolicyViolation, match="has ended"):
+        run.line1.station.load(sealed)
+    run.clock.now = T0 + timedelta(hours=1)
+    run.line1.station.load(sealed)
+    run.clock.now = run.window_end + timedelta(seconds=1)
+    with pytest.raises(PolicyViolation, match="has ended"):
+        run.line1.station.challenge("po-1")
+    assert counts(run.line1) == (0, 0, 0)
+
+
+def test_an_order_above_the_limit_needs_a_second_person(run: Run, tmp_path: Path) -> None:
+    production = run.oem.production
+    production._approval_limit = 5  # noqa: SLF001 (a small limit for the test)
+    order = production.create_order(
+        "po-big",
+        product="widget",
+        release_id="widget-1.0.0",
+        stations=["line1"],
+        quota=50,
+        not_before=T0,
+        not_after=run.window_end,
+    )
+    assert order.status == "awaiting-approval"
+    with pytest.raises(PolicyViolation, match="cannot be sealed"):
+        seal_for(run.oem, run.line1, "po-big")
+    with pytest.raises(PolicyViolation, match="second person"):
+        production.approve_order("po-big")
+    second = Home.open(
+        run.oem.path,
+        passphrase=lambda: "oem-admin-passphrase",
+        pin=never,
+        actor="security-officer",
+        clock=run.clock,
+    )
+    try:
+        assert second.production.approve_order("po-big").status == "approved"
+        with pytest.raises(Conflict):
+            second.production.approve_order("po-big")
+    finally:
+        second.close()
+    with pytest.raises(NotFound):
+        production.approve_order("po-none")
+
+
+def test_overproduction_is_flagged_at_reconciliation(run: Run) -> None:
+    """A station that ignores its quota (its counter raised behind fabtrust's back) is caught."""
+    run.line1.station.load(seal_for(run.oem, run.line1, "po-1", 2))
+    with run.line1.store.write() as conn:
+        conn.execute(st_packages.update().values(quota=4))
+    chips = [run.chip() for _ in range(4)]
+    results = provision(run.line1, "po-1", chips)
+    install(run.line1, results, chips)
+    report = run.oem.reconciler.reconcile(run.line1.station.export())
+    assert [a["kind"] for a in report.alerts] == ["overproduction"]
+    assert report.orders["po-1"] == {"quota": 2, "records": 4, "registered": 4}
+
+
+def test_a_rewritten_station_log_is_refused(run: Run) -> None:
+    run.line1.station.load(seal_for(run.oem, run.line1, "po-1", 4))
+    chips = [run.chip() for _ in range(2)]
+    results = provision(run.line1, "po-1", chips)
+    install(run.line1, results, chips)
+    seen = run.oem.reconciler.reconcile(run.line1.station.export()).log_size
+    with pytest.raises(PolicyViolation, match=f"the OEM last saw {seen}"):
+        run.oem.reconciler.reconcile(run.line1.station.export(since_size=0))
+    report = run.oem.reconciler.reconcile(run.line1.station.export(since_size=seen))
+    assert report.already_known == 2 and report.registered == 0
