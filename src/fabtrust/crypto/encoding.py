@@ -17,6 +17,8 @@ def unb64(value: object, what: str) -> bytes:
     (no whitespace, no foreign characters, no slack padding bits: one value, one encoding)."""
     if not isinstance(value, str):
         raise InvalidInput(f"{what} is missing or not a base64 string")
+    if not value.isascii():
+        raise InvalidInput(f"{what} is not valid base64")
     try:
         data = base64.b64decode(value, validate=True)
     except binascii.Error:

@@ -155,17 +155,24 @@ def _decode_int(value: Any, what: str) -> int:
     return value
 
 
+def _decode_bytes(value: Any, what: str) -> bytes:
+    # unb64 lets a non-ASCII string through to base64's ValueError; refuse it here first.
+    if isinstance(value, str) and not value.isascii():
+        raise InvalidInput(f"{what} is not valid base64")
+    return unb64(value, what)
+
+
 def _decode_bytes_seq(value: Any, what: str) -> tuple[bytes, ...]:
     if not isinstance(value, list):
         raise InvalidInput(f"{what} must be an array of base64 strings")
-    return tuple(unb64(item, f"{what} entry") for item in value)
+    return tuple(_decode_bytes(item, f"{what} entry") for item in value)
 
 
 # Codec per annotation string (the module uses postponed annotations, so field types are strings).
 _CODECS: dict[str, tuple[_Encode, _Decode]] = {
     "str": (lambda v: v, _decode_str),
     "int": (lambda v: v, _decode_int),
-    "bytes": (b64, unb64),
+    "bytes": (b64, _decode_bytes),
     "tuple[bytes, ...]": (lambda v: [b64(item) for item in v], _decode_bytes_seq),
 }
 
@@ -327,7 +334,11 @@ class InstallReceipt:
         _check_bytes(self.certificate_sha256, "certificate_sha256", size=_SHA256_BYTES)
         _check_bytes(self.image_sha256, "image_sha256", size=_SHA256_BYTES)
         _check_bytes(self.secrets_sha256, "secrets_sha256", size=_SHA256_BYTES)
-        if not isinstance(self.counter, int) or isinstance(self.counter, bool) or not 0 < self.counter < 2**32:
+        if (
+            not isinstance(self.counter, int)
+            or isinstance(self.counter, bool)
+            or not 0 < self.counter < 2**32
+        ):
             raise InvalidInput("counter must be an integer from 1 to 2**32 - 1")
         _check_bytes(self.signature, "signature")
 
@@ -493,8 +504,13 @@ def _csr_spki(csr: x509.CertificateSigningRequest) -> bytes:
     )
 
 
-def verify_receipt(receipt: InstallReceipt, certificate: x509.Certificate, expected_image_sha256: bytes) -> None:
-    """Check a device's install receipt against the certificate issued to it and the image sent."""
+def verify_receipt(
+    receipt: InstallReceipt, certificate: x509.Certificate, expected_image_sha256: bytes
+) -> None:
+    """Check a device's install receipt against the certificate issued to it and the image sent.
+
+    The receipt's ``chip_uid`` and ``counter`` are the station's to compare with its own record.
+    """
     try:
         verify_signature(_spki(certificate), receipt.signed_payload(), receipt.signature)
     except VerificationFailed:
@@ -511,13 +527,21 @@ def verify_receipt(receipt: InstallReceipt, certificate: x509.Certificate, expec
 
 
 __all__ = [
+    "MAX_CHAIN_LENGTH",
     "MAX_DOCUMENT_BYTES",
+    "NONCE_BYTES",
+    "SECRETS_INFO_PREFIX",
     "Challenge",
     "GenuineChip",
     "GenuinenessResponse",
     "InstallReceipt",
     "Provisioning",
+    "check_chip_uid",
+    "check_device_serial",
+    "load_certificates",
+    "rfc3339_utc",
     "secrets_info",
+    "subject_serial_number",
     "verify_genuineness",
     "verify_receipt",
 ]
