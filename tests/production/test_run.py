@@ -9,6 +9,7 @@ package, window, quota), and the OEM's reconciliation: registry, clone and overp
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -159,8 +160,9 @@ def test_a_production_run_end_to_end(run: Run) -> None:
             x509.load_der_x509_certificate(d)
             for d in Provisioning.parse(result.provisioning).certificate_chain
         ]
-        assert chain[0] == cert and chain[-1] == root
-        for child, parent in zip(chain, chain[1:], strict=False):
+        assert chain[0] == cert
+        assert chain[-1] == root
+        for child, parent in itertools.pairwise(chain):
             child.verify_directly_issued_by(parent)
     assert sorted(r.seq for r in results if isinstance(r, Provisioned)) == [1, 2, 3, 4]
     # reconciliation registers them all
@@ -200,7 +202,8 @@ def test_genuineness_refusals(run: Run) -> None:
     answers.append((fresh, ReplayingAgent(recorded).answer(fresh)))
     results = station.provision("po-1", answers)
     assert isinstance(results[0], Provisioned)
-    assert isinstance(results[1], VerificationFailed) and "accepted silicon vendor" in results[1].message
+    assert isinstance(results[1], VerificationFailed)
+    assert "accepted silicon vendor" in results[1].message
     assert isinstance(results[2], VerificationFailed)
     assert isinstance(results[3], VerificationFailed)
     assert counts(run.line1) == (1, 1, 1)
@@ -210,7 +213,8 @@ def test_genuineness_refusals(run: Run) -> None:
     first = station.provision("po-1", [(challenge, again)])
     second = station.provision("po-1", [(challenge, again)])
     assert isinstance(first[0], Provisioned)
-    assert isinstance(second[0], VerificationFailed) and "used already" in second[0].message
+    assert isinstance(second[0], VerificationFailed)
+    assert "used already" in second[0].message
 
 
 def test_a_cloned_chip_is_refused_at_one_station_and_flagged_across_two(run: Run) -> None:
@@ -222,7 +226,8 @@ def test_a_cloned_chip_is_refused_at_one_station_and_flagged_across_two(run: Run
     first = provision(run.line1, "po-1", [original])
     install(run.line1, first, [original])
     again = provision(run.line1, "po-1", [clone])
-    assert isinstance(again[0], Conflict) and "provisioned already" in again[0].message
+    assert isinstance(again[0], Conflict)
+    assert "provisioned already" in again[0].message
     elsewhere = provision(run.line2, "po-1", [twin])
     assert isinstance(elsewhere[0], Provisioned)  # line2 cannot know what line1 saw
     install(run.line2, elsewhere, [twin])
@@ -267,7 +272,7 @@ def test_packages_refused_for_another_station_tampering_and_the_window(run: Run)
 
 def test_an_order_above_the_limit_needs_a_second_person(run: Run, tmp_path: Path) -> None:
     production = run.oem.production
-    production._approval_limit = 5  # noqa: SLF001 (a small limit for the test)
+    production._approval_limit = 5
     order = production.create_order(
         "po-big",
         product="widget",
@@ -321,4 +326,5 @@ def test_a_rewritten_station_log_is_refused(run: Run) -> None:
     with pytest.raises(PolicyViolation, match=f"the OEM last saw {seen}"):
         run.oem.reconciler.reconcile(run.line1.station.export(since_size=0))
     report = run.oem.reconciler.reconcile(run.line1.station.export(since_size=seen))
-    assert report.already_known == 2 and report.registered == 0
+    assert report.already_known == 2
+    assert report.registered == 0

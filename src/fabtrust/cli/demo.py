@@ -1,178 +1,316 @@
-"""``fabtrust demo``: the substrates at work on embedded defaults, checked by the demo itself.
+"""``fabtrust demo``: a whole production run on embedded defaults, checked by the demo itself.
 
-Until the production run exists (it will replace this script's middle), the demo shows the
-foundation: a data home with its key store and database, keys of every type created and used
-(each use logged), a batch of audit entries integrated under signed checkpoints, and then what an
-outside auditor does: verify an inclusion proof, a consistency proof and the whole log offline,
-and see a tampered export refused.
+Two data homes under the demo directory, each with its own SQLite store, soft key store and audit
+log: ``oem`` (root ceremony with 5 custodians and threshold 3, product CA, placeholder release,
+orders, packages, reconciliation) and ``line1`` (a factory station: its keys, its order-bound
+issuing CA, the provisioning of every device). Devices are the reference secure elements of a
+simulated silicon vendor; a few counterfeit, forged, replayed and cloned chips are mixed in and
+must be refused, and one device beyond the quota must be refused too. At the end the demo checks
+its own result — every device chain verifies to the OEM root with cryptography's X.509 verifier,
+the quota held, the OEM registered exactly the good devices, both audit logs recompute to their
+signed checkpoints — and prints a summary. Any failed check is an error (exit 2).
 """
 
 from __future__ import annotations
 
 import io
+import json
 import secrets
 import shutil
 import time
+from collections import Counter
+from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import typer
+from cryptography.x509.verification import PolicyBuilder, Store
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
 from fabtrust.cli.context import console, options
-from fabtrust.crypto import hpke
-from fabtrust.crypto.keys import KeyType, KeyUsage, verify_signature
+from fabtrust.device.agent import DeviceAgent, ReplayingAgent
+from fabtrust.device.element import SecureElement
+from fabtrust.device.vendor import SiliconVendor
 from fabtrust.errors import Conflict, FabtrustError, VerificationFailed
 from fabtrust.home import Home
-from fabtrust.tlog import proofs
-from fabtrust.tlog.audit import Outcome
+from fabtrust.production.station import Provisioned
 from fabtrust.tlog.export import verify_export, write_export
 
-DEMO_TYPE = "fabtrust.audit.demo/v1"
+ORDER = "po-0001"
+PRODUCT = "widget"
+DEVICE_DOMAIN = "widget.devices.acme.example"
+MARKER = "fabtrust-demo.json"
+CUSTODIANS = 5
+THRESHOLD = 3
+
+
+class DemoFailed(VerificationFailed):
+    """The demo's self-check found something wrong."""
 
 
 def register(app: typer.Typer) -> None:
     @app.command("demo")
     def demo(
         ctx: typer.Context,
-        fresh: bool = typer.Option(False, "--fresh", help="Delete the demo home first."),
-        entries: int = typer.Option(20_000, "--entries", min=1, max=2_000_000, help="Audit entries to log."),
-        batch: int = typer.Option(1000, "--batch", min=1, max=100_000, help="Entries per signed checkpoint."),
+        fresh: bool = typer.Option(False, "--fresh", help="Delete the demo directory first."),
+        devices: int = typer.Option(1000, "--devices", min=1, max=100_000, help="Devices to provision."),
+        batch: int = typer.Option(50, "--batch", min=1, max=1000, help="Devices per provisioning batch."),
+        summary_json: Path | None = typer.Option(None, "--json", help="Also write the summary as JSON."),
     ) -> None:
-        """Play the demo in a fresh data home and check its own result."""
-        home_path: Path = options(ctx).home
-        if fresh and home_path.exists():
-            if not (home_path / "home.json").exists() and any(home_path.iterdir()):
-                raise Conflict(f"{home_path} is not a fabtrust data home; refusing to delete it")
-            shutil.rmtree(home_path)
-        # The demo's key-store passphrase lives in this process only: the demo home can be inspected
-        # afterwards with read-only commands (log checkpoint, prove, export), which need no secret.
-        passphrase = secrets.token_urlsafe(24)
-        t0 = time.perf_counter()
-        home = Home.init(
-            home_path, passphrase=lambda: passphrase, pin=lambda: "", actor="demo:operator", database=None
-        )
-        with home:
-            _run(home, entries, batch, t0)
+        """Play a production run (OEM and one factory station) and check its own result."""
+        root: Path = options(ctx).home
+        if fresh and root.exists():
+            if any(root.iterdir()) and not (root / MARKER).exists():
+                raise Conflict(f"{root} is not a fabtrust demo directory; refusing to delete it")
+            shutil.rmtree(root)
+        if root.exists() and any(root.iterdir()):
+            raise Conflict(f"{root} holds an earlier demo; use --fresh to replace it")
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        (root / MARKER).write_text(json.dumps({"format": "fabtrust.demo/v1"}) + "\n")
+        summary = _Demo(root, devices, batch).run()
+        if summary_json is not None:
+            summary_json.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
 
     return None
 
 
-def _run(home: Home, n_entries: int, batch: int, t0: float) -> None:
-    console.rule("[bold]fabtrust demo: the foundation")
-    console.print(f"data home   {home.path}  (SQLite {home.store.engine.url.database})")
-    console.print(f"audit log   {home.config.origin}")
-    console.print(f"log key     {home.log_vkey()}")
-    first = home.log.latest_checkpoint()
+class _Demo:
+    def __init__(self, root: Path, devices: int, batch: int) -> None:
+        self.root, self.devices, self.batch = root, devices, batch
+        # Each home's key-store passphrase lives in this process only: the homes can be inspected
+        # afterwards with the read-only commands (log checkpoint, prove, export), which need none.
+        self._secrets = {name: secrets.token_urlsafe(24) for name in ("oem", "line1")}
+        self.refusals: Counter[str] = Counter()
 
-    # Keys of every type, created and used through the audited key service.
-    keys = Table("key", "type", "usage", "operation", "result", title="keys (soft key store, sealed at rest)")
-    message = b"fabtrust demo message"
-    for key_type in (KeyType.P256, KeyType.P384, KeyType.ED25519, KeyType.MLDSA65):
-        info = home.keys.generate(
-            f"demo-{key_type.value}", key_type, KeyUsage.SIGN, purpose="demo signing key"
-        )
-        signature = home.keys.sign(info.uri, message, purpose="demo signature")
-        verify_signature(info.public_key_der, message, signature)
-        keys.add_row(info.uri, key_type.value, "sign", f"{len(signature)}-byte signature", "verified")
-    for key_type in (KeyType.P256, KeyType.X25519):
-        info = home.keys.generate(
-            f"demo-seal-{key_type.value}", key_type, KeyUsage.AGREE, purpose="demo sealing key"
-        )
-        sealed = hpke.seal(info.public_key_der, b"device-class secret", b"fabtrust demo")
-        opened = home.keys.hpke_open(info.uri, sealed, b"fabtrust demo", purpose="demo unseal")
-        keys.add_row(
-            info.uri,
-            key_type.value,
-            "agree",
-            "HPKE seal/open",
-            "ok" if opened == b"device-class secret" else "FAILED",
-        )
-    console.print(keys)
+    def home(self, name: str, actor: str, *, create: bool) -> Home:
+        passphrase = self._secrets[name]
+        if create:
+            return Home.init(self.root / name, passphrase=lambda: passphrase, pin=lambda: "", actor=actor)
+        return Home.open(self.root / name, passphrase=lambda: passphrase, pin=lambda: "", actor=actor)
 
-    # A stream of audit entries, integrated in batches, one signed checkpoint per batch.
-    audit = home.audit
-    started = time.perf_counter()
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-    ) as progress:
-        task = progress.add_task("logging audit entries", total=n_entries)
-        done = 0
-        while done < n_entries:
-            size = min(batch, n_entries - done)
-            audit.append(
-                [
-                    audit.entry(
-                        DEMO_TYPE,
-                        "demo:line-1",
-                        "demo.event",
-                        f"unit-{done + i:07d}",
-                        Outcome.OK if (done + i) % 97 else Outcome.REFUSED,
-                        {"seq": done + i},
-                    )
-                    for i in range(size)
-                ]
+    def run(self) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        console.rule("[bold]fabtrust demo: a production run")
+        with (
+            self.home("oem", "oem:admin", create=True) as oem,
+            self.home("line1", "line1:operator", create=True) as line1,
+        ):
+            vendor = self._oem_setup(oem)
+            self._station_setup(oem, line1)
+            elapsed, provisioned = self._provision(line1, vendor)
+            report = oem.reconciler.reconcile(line1.station.export(since_size=0))
+            summary = self._check(oem, line1, provisioned, report.to_doc(), elapsed)
+        summary["demo_seconds"] = round(time.perf_counter() - t0, 2)
+        console.print(f"demo finished in {summary['demo_seconds']:.1f} s. Look around, without any secret:")
+        console.print(f"  fabtrust --home {self.root / 'oem'} log checkpoint")
+        console.print(f"  fabtrust --home {self.root / 'line1'} log entries --start 0 --end 5")
+        return summary
+
+    # -- the story ---------------------------------------------------------------------------------
+
+    def _oem_setup(self, oem: Home) -> SiliconVendor:
+        console.print("[bold]1. OEM: root key ceremony[/]")
+        custodians = [(f"custodian-{i}", secrets.token_urlsafe(16)) for i in range(1, CUSTODIANS + 1)]
+        ceremony = oem.pki.init_root(
+            attributes={"commonName": "Acme Root CA", "organizationName": "Acme"},
+            custodians=custodians,
+            threshold=THRESHOLD,
+        )
+        custody = oem.path / "custody"
+        custody.mkdir(mode=0o700)
+        for name, share in ceremony.shares:
+            (custody / f"{name}.share").write_bytes(share)
+        (custody / "root-backup.json").write_bytes(ceremony.backup)
+        (custody / "ceremony-transcript.json").write_bytes(ceremony.transcript)
+        console.print(
+            f"   root CA {ceremony.root.certificate.subject.rfc4514_string()}; backup split {THRESHOLD}-of-"
+            f"{CUSTODIANS}, shares sealed per custodian in {custody}"
+        )
+        console.print("[bold]2. OEM: product line, accepted silicon vendor, firmware release[/]")
+        vendor = SiliconVendor("Trusted Silicon", now=oem.clock() - timedelta(days=1))
+        oem.production.create_product(
+            PRODUCT,
+            description="Acme Widget",
+            device_domain=DEVICE_DOMAIN,
+            vendor_roots=[vendor.root],
+            organization="Acme",
+        )
+        image = b"FABTRUST-PLACEHOLDER-IMAGE 1.0.0\n" + secrets.token_bytes(32 * 1024)
+        oem.production.create_release(PRODUCT, "1.0.0", image)
+        console.print(
+            f"   product {PRODUCT} (devices under {DEVICE_DOMAIN}), release 1.0.0, {len(image):,}-byte image"
+        )
+        return vendor
+
+    def _station_setup(self, oem: Home, line1: Home) -> None:
+        console.print("[bold]3. Station line1: keys made in its own key store, certified by the OEM[/]")
+        enrollment = line1.station.enroll("line1", organization="Acme")
+        line1.station.install_certificate(oem.production.certify_station(enrollment, organization="Acme"))
+        console.print("[bold]4. OEM: order, and a package sealed to line1 only[/]")
+        now = oem.clock()
+        order = oem.production.create_order(
+            ORDER,
+            product=PRODUCT,
+            release_id=f"{PRODUCT}-1.0.0",
+            stations=["line1"],
+            quota=self.devices,
+            not_before=now,
+            not_after=now + timedelta(days=30),
+        )
+        if order.status == "awaiting-approval":
+            with self.home("oem", "oem:security-officer", create=False) as officer:
+                officer.production.approve_order(ORDER)
+            console.print("   order above the approval limit: approved by a second person")
+        package = oem.production.seal_package(ORDER, line1.station.issuing_request(ORDER))
+        status = line1.station.load(package)
+        console.print(
+            f"   order {ORDER}: quota {status['quota']}, window until {status['not_after']}; "
+            f"package {len(package):,} bytes, HPKE-sealed to line1, issuing CA {status['issuing_ca']}"
+        )
+
+    def _provision(self, line1: Home, vendor: SiliconVendor) -> tuple[float, list[Provisioned]]:
+        console.print(f"[bold]5. line1: provisioning {self.devices:,} devices (and some bad chips)[/]")
+        station = line1.station
+        other = SiliconVendor("Counterfeit Fab", now=line1.clock() - timedelta(days=1))
+        provisioned: list[Provisioned] = []
+        first: SecureElement | None = None
+        bad: list[tuple[str, Callable[[bytes], bytes]]] = []
+        started = time.perf_counter()
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress:
+            task = progress.add_task("provisioning", total=self.devices)
+            while len(provisioned) < self.devices:
+                chips = [vendor.make_chip() for _ in range(min(self.batch, self.devices - len(provisioned)))]
+                answers, elements = [], {}
+                for chip in chips:
+                    challenge = station.challenge(ORDER)
+                    answers.append((challenge, DeviceAgent(chip).answer(challenge)))
+                    elements[chip.uid] = chip
+                if first is None:
+                    first = chips[0]
+                    recorded = DeviceAgent(vendor.make_chip()).answer(station.challenge(ORDER))
+                    bad = [
+                        ("counterfeit chip (unknown vendor)", DeviceAgent(other.make_chip()).answer),
+                        ("counterfeit chip (unknown vendor)", DeviceAgent(other.make_chip()).answer),
+                        ("forged chip UID", DeviceAgent(vendor.forge_uid(vendor.make_chip())).answer),
+                        ("replayed response", ReplayingAgent(recorded).answer),
+                    ]
+                elif bad:
+                    # the bad chips arrive in the second batch, and a clone of a provisioned chip
+                    for _, answer in bad:
+                        challenge = station.challenge(ORDER)
+                        answers.append((challenge, answer(challenge)))
+                    challenge = station.challenge(ORDER)
+                    answers.append((challenge, DeviceAgent(vendor.clone(first)).answer(challenge)))
+                    bad = []
+                results = station.provision(ORDER, answers)
+                receipts = []
+                for result in results:
+                    if isinstance(result, Provisioned):
+                        receipts.append(DeviceAgent(elements[result.chip_uid]).install(result.provisioning))
+                        provisioned.append(result)
+                    else:
+                        self.refusals[_reason(result)] += 1
+                for outcome in station.complete(receipts):
+                    if isinstance(outcome, FabtrustError):
+                        raise DemoFailed(f"a device's install receipt was refused: {outcome.message}")
+                progress.update(task, completed=len(provisioned))
+        elapsed = time.perf_counter() - started
+        # one more genuine device: the quota is used up
+        challenge = station.challenge(ORDER)
+        extra = station.provision(ORDER, [(challenge, DeviceAgent(vendor.make_chip()).answer(challenge))])
+        if isinstance(extra[0], Provisioned):
+            raise DemoFailed("a device beyond the quota was provisioned")
+        self.refusals[_reason(extra[0])] += 1
+        return elapsed, provisioned
+
+    # -- the self-check ----------------------------------------------------------------------------
+
+    def _check(
+        self, oem: Home, line1: Home, provisioned: list[Provisioned], report: dict[str, Any], elapsed: float
+    ) -> dict[str, Any]:
+        console.print("[bold]6. OEM: reconciliation of line1's records, checkpoint and proofs[/]")
+        root = oem.pki.ca("root").certificate
+        verifier = PolicyBuilder().store(Store([root])).build_client_verifier()
+        issuing = [c.certificate for c in line1.pki.chain(line1.station.status()[0]["issuing_ca"])[:-1]]
+        for device in provisioned:
+            verifier.verify(device.certificate, issuing)
+        status = line1.station.order_status(ORDER)
+        registry = oem.reconciler.devices(ORDER)
+        checks = {
+            "every device chain verifies to the OEM root": len(provisioned) == self.devices,
+            "quota held at the station": status["used"] == status["quota"] == self.devices,
+            "every device programmed (receipt verified)": status["programmed"] == self.devices,
+            "OEM registered exactly the good devices": report["registered"] == self.devices == len(registry),
+            "no alert at reconciliation": report["alerts"] == [],
+            "no duplicate chip, serial or key": len({d["chip_uid"] for d in registry})
+            == len({d["key_id"] for d in registry})
+            == self.devices,
+        }
+        logs: dict[str, dict[str, Any]] = {}
+        for name, home in (("oem", oem), ("line1", line1)):
+            latest = home.log.latest_checkpoint()
+            stream = io.BytesIO()
+            write_export(stream, home.config.origin, latest.size, home.log.iter_entries(latest.size))
+            verify_export(io.BytesIO(stream.getvalue()), latest.note, home.log_verifier())
+            logs[name] = {
+                "size": latest.size,
+                "root": latest.root.hex(),
+                "checkpoints": len(home.log.checkpoint_sizes()),
+            }
+            checks[f"{name} audit log recomputes to its signed checkpoint ({latest.size} entries)"] = True
+        results = Table("check", "result", title="self-check")
+        for check, ok in checks.items():
+            results.add_row(check, "[green]ok[/]" if ok else "[red]FAILED[/]")
+        console.print(results)
+        table = Table("", "", title=f"summary: order {ORDER}")
+        rate = len(provisioned) / elapsed
+        table.add_row(
+            "devices provisioned",
+            f"{len(provisioned):,} in {elapsed:.2f} s ({rate:,.0f}/s end to end, simulated devices included)",
+        )
+        table.add_row("quota", f"{status['used']:,} used of {status['quota']:,}; {status['remaining']} left")
+        for reason, count in sorted(self.refusals.items()):
+            table.add_row(f"refused: {reason}", str(count))
+        table.add_row("registered at the OEM", f"{report['registered']:,} manufactured")
+        for name, log in logs.items():
+            table.add_row(
+                f"{name} audit log",
+                f"{log['size']:,} entries, {log['checkpoints']:,} checkpoints, root {log['root'][:16]}…",
             )
-            done += size
-            progress.update(task, completed=done)
-    elapsed = time.perf_counter() - started
-    latest = home.log.latest_checkpoint()
-    console.print(
-        f"logged {n_entries} entries in {elapsed:.2f} s ({n_entries / elapsed:,.0f} entries/s, "
-        f"{-(-n_entries // batch)} signed checkpoints)"
-    )
-    console.rule("latest checkpoint (C2SP signed note)")
-    console.print(latest.note.decode(), markup=False, end="", soft_wrap=True)
+        console.print(table)
+        if not all(checks.values()):
+            failed = [c for c, ok in checks.items() if not ok]
+            raise DemoFailed(f"demo self-check failed: {failed[0]}")
+        return {
+            "format": "fabtrust.demo-summary/v1",
+            "devices": len(provisioned),
+            "devices_per_s": round(rate, 1),
+            "refusals": dict(self.refusals),
+            "quota": {"quota": status["quota"], "used": status["used"]},
+            "registered": report["registered"],
+            "logs": logs,
+            "checks": checks,
+        }
 
-    # What an auditor does, with public inputs only.
-    verifier = home.log_verifier()
-    index = secrets.randbelow(latest.size)
-    inclusion = home.log.inclusion_proof(index, latest.size)
-    proofs.verify_with_checkpoint(
-        home.config.origin, inclusion, latest.note, verifier, entry=home.log.entries(index, index + 1)[0]
-    )
-    consistency = home.log.consistency_proof(first.size, latest.size)
-    proofs.verify_with_checkpoint(
-        home.config.origin, consistency, latest.note, verifier, old_checkpoint_note=first.note
-    )
-    export = io.BytesIO()
-    write_export(export, home.config.origin, latest.size, home.log.iter_entries(latest.size))
-    export_path = home.path / "audit-export.jsonl"
-    export_path.write_bytes(export.getvalue())
-    (home.path / "audit-checkpoint.txt").write_bytes(latest.note)
-    (home.path / "audit-log.vkey").write_text(home.log_vkey() + "\n")
-    report = verify_export(io.BytesIO(export.getvalue()), latest.note, verifier)
-    tampered = bytearray(export.getvalue())
-    at = tampered.index(b'"seq":', len(tampered) // 2) + 6
-    tampered[at] = ord("7") if tampered[at] != ord("7") else ord("8")
-    try:
-        verify_export(io.BytesIO(bytes(tampered)), latest.note, verifier)
-        tamper_result = "NOT DETECTED"
-    except (VerificationFailed, FabtrustError) as exc:
-        tamper_result = f"refused: {exc.message}"
 
-    summary = Table("check", "result", title="auditor's checks (public key and signed checkpoint only)")
-    summary.add_row(
-        f"inclusion proof, entry {index} in tree {latest.size}", f"ok ({len(inclusion.hashes)} hashes)"
-    )
-    summary.add_row(
-        f"consistency proof, tree {first.size} -> {latest.size}", f"ok ({len(consistency.hashes)} hashes)"
-    )
-    summary.add_row(
-        f"whole-log export, {report.size} entries recomputed", "root matches the signed checkpoint"
-    )
-    summary.add_row("refused acts in the log", str(report.refusals))
-    summary.add_row("export with one flipped digit", tamper_result)
-    console.print(summary)
-    if tamper_result == "NOT DETECTED":
-        raise VerificationFailed("demo self-check failed: a tampered export verified")
-    console.print(f"demo finished in {time.perf_counter() - t0:.1f} s. Try, without any secret:")
-    console.print(f"  fabtrust --home {home.path} log checkpoint")
-    console.print(
-        f"  fabtrust log verify {export_path} --checkpoint {home.path / 'audit-checkpoint.txt'} "
-        f"--key {home.path / 'audit-log.vkey'}"
-    )
+def _reason(error: object) -> str:
+    message = getattr(error, "message", str(error))
+    if "accepted silicon vendor" in message:
+        return "counterfeit chip (unknown vendor)"
+    if "provisioned already" in message:
+        return "cloned chip (seen before)"
+    if "quota" in message:
+        return "quota exhausted"
+    if "nonce" in message or "challenge" in message or "replay" in message:
+        return "replayed or foreign challenge response"
+    if "signature" in message:
+        return "chip signature does not verify (forged UID)"
+    return message
