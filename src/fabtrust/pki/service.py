@@ -737,7 +737,11 @@ class PkiService:
         return result
 
     def issue_batch(
-        self, requests: Sequence[IssueRequest], *, conn: Connection | None = None
+        self,
+        requests: Sequence[IssueRequest],
+        *,
+        conn: Connection | None = None,
+        entries: list[AuditEntry] | None = None,
     ) -> list[Issued | FabtrustError]:
         """Issue many certificates with one durable commit (group commit).
 
@@ -749,6 +753,8 @@ class PkiService:
         ``conn``: join the caller's write transaction instead (a station stores the certificates,
         its quota and its production records atomically); nothing is retried then, and a
         concurrent duplicate surfaces as the store's IntegrityError for the caller to handle.
+        ``entries`` (with ``conn``): the audit entries are added to this list for the caller to
+        append with its own, in the same transaction (one log append, one checkpoint).
         """
         if not requests:
             return []
@@ -756,7 +762,7 @@ class PkiService:
             raise InvalidInput(f"at most {MAX_BATCH} certificates per batch")
         now = self._clock()
         if conn is not None:
-            return self._issue_in(conn, requests, now)
+            return self._issue_in(conn, requests, now, entries)
         chains: _ChainCache = {}
         results: list[Issued | FabtrustError | None] = [None] * len(requests)
         prepared: list[_Prepared] = []
@@ -786,7 +792,11 @@ class PkiService:
         return [r if r is not None else Conflict("not issued") for r in results]
 
     def _issue_in(
-        self, conn: Connection, requests: Sequence[IssueRequest], now: datetime
+        self,
+        conn: Connection,
+        requests: Sequence[IssueRequest],
+        now: datetime,
+        out: list[AuditEntry] | None = None,
     ) -> list[Issued | FabtrustError]:
         chains: _ChainCache = {}
         results: list[Issued | FabtrustError | None] = [None] * len(requests)
@@ -801,7 +811,10 @@ class PkiService:
             conn.execute(insert(pki_certs), [p.row(now) for p in accepted])
         keys = {p.index: (p.issuer_key_id, p.subject_key_id) for p in prepared}
         entries = [self._issue_entry(requests[i], r, keys.get(i)) for i, r in enumerate(results)]
-        self._audit.append(entries, conn=conn)
+        if out is not None:
+            out.extend(entries)
+        else:
+            self._audit.append(entries, conn=conn)
         return [r if r is not None else Conflict("not issued") for r in results]
 
     def _prepare(self, index: int, req: IssueRequest, now: datetime, chains: _ChainCache) -> _Prepared:

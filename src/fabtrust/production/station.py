@@ -111,6 +111,7 @@ class Station:
         self._challenges: dict[bytes, tuple[str, datetime]] = {}
         self._challenge_lock = threading.Lock()
         self._loaded: dict[str, _Loaded] = {}
+        self._identity: dict[str, Any] | None = None
 
     # -- logging -----------------------------------------------------------------------------------
 
@@ -125,10 +126,15 @@ class Station:
     # -- identity and enrollment -------------------------------------------------------------------
 
     def identity(self) -> dict[str, Any]:
+        """The station's id, key URIs, certificate and pinned OEM signer (cached once complete)."""
+        if self._identity is not None:
+            return self._identity
         with self._store.read() as conn:
             row = conn.execute(select(st_identity)).mappings().first()
         if row is None:
             raise NotFound("this data home is not a station; run `fabtrust station enroll` first")
+        if row["identity_cert"] is not None:
+            self._identity = dict(row)  # enrolled and certified: it does not change any more
         return dict(row)
 
     @property
@@ -479,8 +485,8 @@ class Station:
                 )
                 for _, chip, seq in admitted
             ]
-            issued = self._pki.issue_batch(requests, conn=conn) if requests else []
-            entries: list[AuditEntry] = []
+            entries: list[AuditEntry] = []  # the certificates' entries, then the records': one append
+            issued = self._pki.issue_batch(requests, conn=conn, entries=entries) if requests else []
             for (index, chip, seq), result in zip(admitted, issued, strict=True):
                 if not isinstance(result, Issued):
                     results[index] = result
@@ -531,7 +537,7 @@ class Station:
                         )
                     )
             checkpoint = self._audit.append(entries, conn=conn) if entries else None
-            first = (checkpoint.checkpoint.size if checkpoint else 0) - len(entries)
+            first = (checkpoint.checkpoint.size if checkpoint else 0) - len(entries) + len(issued)
             if provisioned:
                 conn.execute(
                     insert(st_devices),
