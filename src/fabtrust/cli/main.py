@@ -13,7 +13,21 @@ from typing import NoReturn
 import typer
 
 from fabtrust import __version__
-from fabtrust.cli import ca, cert, demo, est, init, keys, log, serve
+from fabtrust.cli import (
+    ca,
+    cert,
+    demo,
+    est,
+    init,
+    keys,
+    log,
+    order,
+    product,
+    reconcile,
+    serve,
+    station,
+    vendor,
+)
 from fabtrust.cli.context import Options, err_console
 from fabtrust.errors import FabtrustError
 from fabtrust.home import default_home
@@ -62,6 +76,11 @@ app.add_typer(log.app, name="log")
 app.add_typer(est.app, name="est")
 app.add_typer(ca.app, name="ca")
 app.add_typer(cert.app, name="cert")
+app.add_typer(vendor.app, name="vendor")
+app.add_typer(product.app, name="product")
+app.add_typer(station.app, name="station")
+app.add_typer(order.app, name="order")
+reconcile.register(app)
 serve.register(app)
 demo.register(app)
 
