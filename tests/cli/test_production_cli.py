@@ -2,9 +2,9 @@
 across data homes: the OEM (root ceremony, vendor, product, release, station certification, orders,
 sealed packages, reconciliation) and two stations (enroll, install, request, load, status, sync).
 
-There is no ``station provision`` (the simulated silicon vendor cannot be persisted between
-commands), so the five devices are provisioned through the station's service in the station's
-home, with chips from an in-test vendor the product accepts; every other step is the CLI.
+The flow's five devices are provisioned through the station's service with chips from an in-test
+vendor the product accepts (the clone tests need those chips); ``station provision`` is tested on
+its own over the vendor ``vendor create`` wrote.
 
 Refusals: exit 2, one line ``error: ...``, and nothing changed (no output file, no package row,
 the station's packages unchanged).
@@ -564,3 +564,34 @@ def test_alerts_print_in_red(monkeypatch: pytest.MonkeyPatch) -> None:
     text = terminal.export_text(styles=True, clear=False)
     assert "\x1b[31m" in text  # red
     assert "clone: chip [ab] seen at line1" in terminal.export_text()  # not taken for markup
+
+
+def test_station_provision_drives_simulated_devices_to_the_quota(work: Flow) -> None:
+    """``station provision`` over the vendor ``vendor create`` wrote: genuine chips, provisioned,
+    programmed and receipted up to the station's share; the one beyond it refused for the quota."""
+    d = work.dir
+    assert (d / "vendor" / "vendor-state.pem").stat().st_mode & 0o777 == 0o600
+    invoke("--home", work.line2, "station", "request", "po-1", "--out", d / "line2-req.json").ok()
+    seal(work, "line2-req.json", "line2-pkg.json", 3).ok()
+    invoke("--home", work.line2, "station", "load", d / "line2-pkg.json").ok()
+    out = invoke(
+        "--home",
+        work.line2,
+        "station",
+        "provision",
+        "po-1",
+        "--devices",
+        4,
+        "--vendor-dir",
+        d / "vendor",
+        "--batch",
+        2,
+    ).ok()
+    assert table_row(out.out, "provisioned")[-1] == "3"
+    assert "quota of order po-1 at this station is exhausted" in out.out
+    assert "3 used of 3; 0 left" in out.out
+    assert rows(work.line2, "SELECT state FROM st_devices") == [("programmed",)] * 3
+    missing = invoke(
+        "--home", work.line2, "station", "provision", "po-1", "--devices", 1, "--vendor-dir", d / "nowhere"
+    )
+    missing.refused("simulated vendor state")

@@ -144,6 +144,73 @@ def load(
     say(f"  window      {status['not_before']} .. {status['not_after']}")
 
 
+@app.command("provision")
+def provision(
+    ctx: typer.Context,
+    order: str = typer.Argument(..., help="The order whose package is loaded here."),
+    devices: int = typer.Option(
+        ..., "--devices", min=1, max=1_000_000, help="Simulated devices to provision."
+    ),
+    vendor_dir: Path = typer.Option(..., "--vendor-dir", help="What `fabtrust vendor create` wrote."),
+    batch: int = typer.Option(
+        50, "--batch", min=1, max=1000, help="Devices per provisioning call (one commit)."
+    ),
+) -> None:
+    """Provision simulated devices end to end (line test): challenge, genuineness, certificate,
+    record, secrets, image, install receipt; refusals counted by reason."""
+    from collections import Counter
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from fabtrust.device.agent import DeviceAgent
+    from fabtrust.device.vendor import SiliconVendor
+    from fabtrust.production.station import Provisioned
+
+    vendor = SiliconVendor.load_state(
+        read_document(vendor_dir / "vendor-state.pem", "simulated vendor state")
+    )
+    refused: Counter[str] = Counter()
+    done = 0
+    with open_home(ctx) as home:
+        station = home.station
+        station.order_status(order)  # a clear error before any work if no package is loaded
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress:
+            task = progress.add_task(f"provisioning {order}", total=devices)
+            while done + sum(refused.values()) < devices:
+                n = min(batch, devices - done - sum(refused.values()))
+                chips = {}
+                answers = []
+                for _ in range(n):
+                    chip = vendor.make_chip()
+                    chips[chip.uid] = chip
+                    challenge = station.challenge(order)
+                    answers.append((challenge, DeviceAgent(chip).answer(challenge)))
+                receipts = []
+                for result in station.provision(order, answers):
+                    if isinstance(result, Provisioned):
+                        receipts.append(DeviceAgent(chips[result.chip_uid]).install(result.provisioning))
+                        done += 1
+                    else:
+                        refused[result.message] += 1
+                for outcome in station.complete(receipts):
+                    if not isinstance(outcome, str):
+                        refused[f"receipt: {outcome.message}"] += 1
+                progress.update(task, completed=done + sum(refused.values()))
+        status = station.order_status(order)
+    table = Table("", "", title=f"station provision {order}")
+    table.add_row("provisioned", str(done))
+    for reason, count in sorted(refused.items()):
+        table.add_row(Text(f"refused: {reason}", style="red"), str(count))
+    table.add_row("quota", f"{status['used']} used of {status['quota']}; {status['remaining']} left")
+    console.print(table)
+
+
 @app.command("status")
 def status(
     ctx: typer.Context,

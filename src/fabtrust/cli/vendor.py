@@ -1,11 +1,10 @@
 """``fabtrust vendor``: a *simulated* silicon vendor, for line tests and demos only.
 
 ``vendor create`` writes the vendor's public certificates: the root (what ``product create
---vendor-root`` takes) and the birth CA it signs. The vendor's CA keys are not kept:
-:class:`fabtrust.device.vendor.SiliconVendor` generates them in memory and offers no way to persist
-them or to rebuild a vendor from stored keys, so no chips can be made from this vendor once the
-command has ended. (A persisted test vendor, and ``station provision`` over it, wait for such a
-constructor in ``fabtrust.device.vendor``.) No data home is used.
+--vendor-root`` takes) and the birth CA it signs, and ``vendor-state.pem``: the birth CA's key in
+clear (mode 0600), so that ``station provision --vendor-dir`` can make chips of this vendor for a
+line test. That file is the simulation's, never a real vendor's (whose birth CA stays in its HSM).
+The vendor's root key is not kept. No data home is used.
 """
 
 from __future__ import annotations
@@ -26,6 +25,7 @@ app = typer.Typer(help="A simulated silicon vendor (tests and demos only).", no_
 
 ROOT_FILE = "root-ca.pem"
 BIRTH_CA_FILE = "birth-ca.pem"
+STATE_FILE = "vendor-state.pem"  # test only: the birth CA key in clear, for `station provision`
 
 
 @app.command("create")
@@ -34,11 +34,11 @@ def create(
     out: Path = typer.Option(..., "--out", help="Directory for the vendor's certificates."),
     key_type: str = typer.Option("ecdsa-p256", "--key-type", help="ecdsa-p256 or ed25519"),
 ) -> None:
-    """A simulated vendor's root and birth CA certificates (test only; its keys are not kept)."""
+    """A simulated vendor: its root and birth CA certificates, and (test only) its state."""
     kt = KeyType.parse(key_type)
     if out.exists() and not out.is_dir():
         raise InvalidInput(f"--out {out} is not a directory")
-    files = [out / ROOT_FILE, out / BIRTH_CA_FILE]
+    files = [out / ROOT_FILE, out / BIRTH_CA_FILE, out / STATE_FILE]
     if out.is_dir():
         for path in files:
             check_output(path)
@@ -50,9 +50,10 @@ def create(
     root = vendor.root.public_bytes(serialization.Encoding.PEM)
     write_document(files[0], root)
     write_document(files[1], vendor.birth_ca.public_bytes(serialization.Encoding.PEM))
+    write_document(files[2], vendor.export_state(), mode=0o600)
     der = vendor.root.public_bytes(serialization.Encoding.DER)
     say(f"simulated silicon vendor {name} (test only)")
     say(f"  root      {vendor.root.subject.rfc4514_string()}")
     say(f"  sha256    {hashlib.sha256(der).hexdigest()}")
     say(f"  written   {files[0]} (for `product create --vendor-root`), {files[1]}")
-    say("  its CA keys are not kept: no chips can be made from this vendor later")
+    say(f"  {files[2]}: its birth CA key in clear (0600, TEST ONLY), for `station provision`")

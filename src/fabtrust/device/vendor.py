@@ -16,6 +16,7 @@ and birth certificate but holds its own key). A chip of an unknown vendor is sim
 
 from __future__ import annotations
 
+import json
 import secrets
 from datetime import UTC, datetime, timedelta
 
@@ -84,6 +85,64 @@ class SiliconVendor:
             ca_path_length=0,
             issuer_certificate=self.root,
         )
+
+    # A simulated vendor can be kept between runs for line tests (``fabtrust vendor create`` and
+    # ``station provision``): its birth CA key in clear PKCS#8. Test-only by nature: a real vendor's
+    # birth CA lives in the vendor's HSM and never in a file.
+    STATE_FORMAT = "fabtrust.simulated-vendor/v1"
+
+    def export_state(self) -> bytes:
+        """What ``load_state`` needs to make more chips: name, time, certificates, birth CA key."""
+        key = self._birth_ca_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        pem = serialization.Encoding.PEM
+        return b"".join(
+            [
+                f"# {self.STATE_FORMAT} ".encode()
+                + json.dumps(
+                    {"name": self.name, "key": self.key_type.value, "now": self._now.isoformat()}
+                ).encode()
+                + b"\n",
+                self.root.public_bytes(pem),
+                self.birth_ca.public_bytes(pem),
+                key,
+            ]
+        )
+
+    @classmethod
+    def load_state(cls, raw: bytes) -> SiliconVendor:
+        """A vendor from ``export_state`` (it can make chips; its root key is not kept)."""
+        try:
+            header, _, rest = raw.partition(b"\n")
+            prefix = f"# {cls.STATE_FORMAT} ".encode()
+            if not header.startswith(prefix):
+                raise ValueError
+            fields = json.loads(header[len(prefix) :])
+            certs = x509.load_pem_x509_certificates(rest)
+            key = serialization.load_pem_private_key(rest[rest.index(b"-----BEGIN PRIVATE KEY") :], None)
+            key_type = KeyType.parse(fields["key"])
+            now = datetime.fromisoformat(fields["now"])
+            name = str(fields["name"])
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError, InvalidInput):
+            raise InvalidInput(f"not a {cls.STATE_FORMAT} file") from None
+        if len(certs) != 2 or not isinstance(key, ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey):
+            raise InvalidInput(f"not a {cls.STATE_FORMAT} file")
+        vendor = cls.__new__(cls)
+        vendor.name, vendor.key_type, vendor._now = name, key_type, now.astimezone(UTC)
+        vendor.root, vendor.birth_ca = certs
+        vendor._birth_ca_key = key
+        vendor._root_key = None  # type: ignore[assignment]  # not kept: no new birth CA
+        if (
+            load_public_key(
+                key.public_key().public_bytes(
+                    serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+                )
+            )
+            != vendor.birth_ca.public_key()
+        ):
+            raise InvalidInput("the birth CA key does not belong to the birth CA certificate")
+        return vendor
 
     def __repr__(self) -> str:
         return f"SiliconVendor(name={self.name!r}, key_type={self.key_type.value})"
