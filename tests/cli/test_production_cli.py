@@ -275,7 +275,8 @@ def work(flow: Flow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Flow:
 
 def test_vendor_product_and_release(flow: Flow) -> None:
     files = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (flow.dir / "vendor").iterdir()}
-    assert files == {"root-ca.pem": 0o644, "birth-ca.pem": 0o644}  # public certificates only
+    # public certificates, and the simulation's state (its birth CA key) readable by the owner only
+    assert files == {"root-ca.pem": 0o644, "birth-ca.pem": 0o644, "vendor-state.pem": 0o600}
     root = x509.load_pem_x509_certificate((flow.dir / "vendor" / "root-ca.pem").read_bytes())
     birth = x509.load_pem_x509_certificate((flow.dir / "vendor" / "birth-ca.pem").read_bytes())
     birth.verify_directly_issued_by(root)
