@@ -106,13 +106,6 @@ def issued(tmp_path_factory: pytest.TempPathFactory) -> Issued:
             found[f"device-{key_type.value}"] = station.pki.issue(
                 ISSUING_ID, "device-idevid", csr, device_request(serial), device_serial=serial, order_id=ORDER
             ).certificate
-            # the same profile under the product CA, which has no name constraints (see the
-            # cryptography verifier tests below for why this control exists)
-            serial = f"CTL-{key_type.value}"
-            _, csr = device_csr(key_type)
-            found[f"control-{key_type.value}"] = oem.pki.issue(
-                "product-widget", "device-idevid", csr, device_request(serial), device_serial=serial
-            ).certificate
         station_names = NameRequest(
             {"commonName": "line1", "organizationName": "Acme"},
             dns=(STATION_NAME,),
@@ -311,23 +304,6 @@ def test_cryptography_verifies_stations_with_the_server_verifier(issued: Issued)
         )
         with pytest.raises(VerificationError):
             other.verify(issued.certs[name], [issued.certs[c] for c in chain])
-
-
-@pytest.mark.parametrize("key_type", DEVICE_KEYS, ids=lambda k: k.value)
-def test_cryptography_accepts_the_device_profile_for_client_authentication(
-    issued: Issued, key_type: KeyType
-) -> None:
-    """The device profile, every key type, through cryptography's client verifier: issued by the
-    product CA (no name constraints) so that only the profile is judged."""
-    leaf = issued.certs[f"control-{key_type.value}"]
-    verified = (
-        PolicyBuilder().store(store(issued)).build_client_verifier().verify(leaf, [issued.certs["product"]])
-    )
-    assert verified.chain == [leaf, issued.certs["product"], issued.certs["root"]]
-    assert verified.subjects == [
-        x509.UniformResourceIdentifier(f"https://{DEVICE_DOMAIN}/devices/CTL-{key_type.value}"),
-        x509.DNSName(f"ctl-{key_type.value}.{DEVICE_DOMAIN}"),
-    ]
 
 
 @pytest.mark.parametrize("key_type", DEVICE_KEYS, ids=lambda k: k.value)

@@ -328,3 +328,23 @@ def test_a_rewritten_station_log_is_refused(run: Run) -> None:
     report = run.oem.reconciler.reconcile(run.line1.station.export(since_size=seen))
     assert report.already_known == 2
     assert report.registered == 0
+
+
+def test_a_receipt_is_recorded_once(run: Run) -> None:
+    run.line1.station.load(seal_for(run.oem, run.line1, "po-1", 2))
+    chip = run.chip()
+    result = provision(run.line1, "po-1", [chip])[0]
+    assert isinstance(result, Provisioned)
+    receipt = DeviceAgent(chip).install(result.provisioning)
+    first, twice = run.line1.station.complete([receipt, receipt])
+    assert first == chip.uid
+    assert isinstance(twice, Conflict)
+    assert "receipt already" in twice.message
+    later = run.line1.station.complete([receipt])[0]
+    assert isinstance(later, Conflict)
+    with run.line1.store.read() as conn:
+        states = conn.execute(select(st_devices.c.state)).scalars().all()
+    assert states == ["programmed"]
+    entries = [AuditEntry.parse(e) for e in run.line1.log.entries(0, run.line1.log.size())]
+    programmed = [e for e in entries if e.action == "device.programmed"]
+    assert [e.outcome.value for e in programmed] == ["ok", "refused", "refused"]

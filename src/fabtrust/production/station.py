@@ -593,10 +593,10 @@ class Station:
     def complete(self, receipts: Sequence[bytes]) -> list[str | FabtrustError]:
         """Record the devices' install receipts (device-signed: certificate, secrets and image
         in place, image digest measured); returns the chip UIDs recorded or the errors."""
-        results: list[str | FabtrustError] = []
-        accepted: list[tuple[InstallReceipt, bytes]] = []
+        results: list[str | FabtrustError | None] = [None] * len(receipts)
+        verified: list[tuple[int, InstallReceipt, bytes]] = []
         with self._store.read() as conn:
-            for raw in receipts:
+            for index, raw in enumerate(receipts):
                 try:
                     receipt = InstallReceipt.parse(raw)
                     row = (
@@ -606,40 +606,45 @@ class Station:
                     )
                     if row is None:
                         raise NotFound(f"no device with chip {receipt.chip_uid} was provisioned here")
-                    if row["state"] != "issued":
-                        raise Conflict(f"device {row['device_serial']} has its receipt already")
                     record = ProductionRecord.from_payload(dsse.Envelope.parse(row["record"]).payload)
                     cert = x509.load_der_x509_certificate(record.certificate)
                     verify_receipt(receipt, cert, bytes.fromhex(record.image_sha256))
-                    accepted.append((receipt, raw))
-                    results.append(receipt.chip_uid)
+                    verified.append((index, receipt, raw))
                 except FabtrustError as exc:
-                    results.append(exc)
-        entries = [
-            self._entry(
-                "device.programmed",
-                f"device:{r.device_serial}",
-                chip_uid=r.chip_uid,
-                receipt_sha256=sha256_hex(raw),
-                counter=r.counter,
-            )
-            for r, raw in accepted
-        ]
-        entries += [
-            self._entry("device.programmed", "device", Outcome.REFUSED, reason=e.code, message=e.message)
-            for e in results
-            if isinstance(e, FabtrustError)
-        ]
+                    results[index] = exc
         with self._store.write() as conn:
-            for receipt, raw in accepted:
-                conn.execute(
+            # the state changes once: checked and set in this transaction (a receipt given twice,
+            # in one call or by two processes, is recorded once and refused after)
+            accepted: list[tuple[InstallReceipt, bytes]] = []
+            for index, receipt, raw in verified:
+                moved = conn.execute(
                     update(st_devices)
                     .where(st_devices.c.chip_uid == receipt.chip_uid, st_devices.c.state == "issued")
                     .values(receipt=raw, state="programmed")
                 )
+                if moved.rowcount == 1:
+                    accepted.append((receipt, raw))
+                    results[index] = receipt.chip_uid
+                else:
+                    results[index] = Conflict(f"device {receipt.device_serial} has its receipt already")
+            entries = [
+                self._entry(
+                    "device.programmed",
+                    f"device:{r.device_serial}",
+                    chip_uid=r.chip_uid,
+                    receipt_sha256=sha256_hex(raw),
+                    counter=r.counter,
+                )
+                for r, raw in accepted
+            ]
+            entries += [
+                self._entry("device.programmed", "device", Outcome.REFUSED, reason=e.code, message=e.message)
+                for e in results
+                if isinstance(e, FabtrustError)
+            ]
             if entries:
                 self._audit.append(entries, conn=conn)
-        return results
+        return [r if r is not None else Conflict("not recorded") for r in results]
 
     # -- status and export -------------------------------------------------------------------------
 
@@ -692,7 +697,9 @@ class Station:
             else []
         )
         with self._store.read() as conn:
-            rows = conn.execute(select(st_devices).order_by(st_devices.c.log_index)).mappings().all()
+            # devices committed after the checkpoint was read are in the next export
+            query = select(st_devices).where(st_devices.c.log_index < size).order_by(st_devices.c.log_index)
+            rows = conn.execute(query).mappings().all()
         records = []
         for row in rows:
             index = row["log_index"]
