@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+import io
+import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 
@@ -31,3 +34,34 @@ class Result:
         for secret in self.secrets:
             assert secret not in self.out + self.err
         return self
+
+
+def run_in_process(args: Iterable[object], secrets: Iterable[str]) -> Result:
+    """``fabtrust ARGS`` in this process (``main()``), its output captured."""
+    from fabtrust.cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main([str(a) for a in args])
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return Result(code, out.getvalue(), err.getvalue(), secrets=tuple(secrets))
+
+
+@contextlib.contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """These variables set (and FABTRUST_HOME/FABTRUST_DB unset) for the block, then restored."""
+    saved = {k: os.environ.get(k) for k in (*values, "FABTRUST_HOME", "FABTRUST_DB")}
+    os.environ.pop("FABTRUST_HOME", None)
+    os.environ.pop("FABTRUST_DB", None)
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

@@ -10,13 +10,11 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
-import io
 import json
-import os
 import shutil
 import sqlite3
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,13 +25,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from fabtrust.cli.main import main
 from fabtrust.crypto import dsse
 from fabtrust.crypto.keys import key_id, spki_der
 from fabtrust.home import Home
 from fabtrust.pki.service import CEREMONY_TYPE
 from fabtrust.tlog.audit import AuditEntry
-from tests.cli.result import Result
+from tests.cli.result import Result, environment, run_in_process
 
 PASSPHRASE = "keystore-passphrase-for-cli"
 CUSTODIAN_PASSPHRASES = {n: f"custodian-{n}-secret-words" for n in range(1, 6)}
@@ -46,14 +43,7 @@ STATION_KEY = f"soft:issuing-{ORDER}"
 
 def invoke(*args: object) -> Result:
     """``fabtrust ARGS`` in this process, its output captured."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            main([str(a) for a in args])
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    return Result(code, out.getvalue(), err.getvalue(), secrets=SECRETS)
+    return run_in_process(args, SECRETS)
 
 
 ENV = {
@@ -61,22 +51,6 @@ ENV = {
     "COLUMNS": "200",
     **{f"FABTRUST_CUSTODIAN_PASSPHRASE_{n}": p for n, p in CUSTODIAN_PASSPHRASES.items()},
 }
-
-
-@contextlib.contextmanager
-def environment(values: dict[str, str]) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in (*values, "FABTRUST_HOME", "FABTRUST_DB")}
-    os.environ.pop("FABTRUST_HOME", None)
-    os.environ.pop("FABTRUST_DB", None)
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def never() -> str:

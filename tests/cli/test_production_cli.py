@@ -13,13 +13,10 @@ the station's packages unchanged).
 from __future__ import annotations
 
 import contextlib
-import io
 import json
-import os
 import shutil
 import sqlite3
 import stat
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,14 +26,13 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from fabtrust.cli.main import main
 from fabtrust.device.agent import DeviceAgent
 from fabtrust.device.element import SecureElement
 from fabtrust.device.vendor import SiliconVendor
 from fabtrust.home import Home
 from fabtrust.production.station import Provisioned
 from fabtrust.tlog.audit import AuditEntry
-from tests.cli.result import Result
+from tests.cli.result import Result, environment, run_in_process
 
 PASSPHRASE = "production-cli-keystore-passphrase"
 CUSTODIANS = {n: f"production-custodian-{n}-words" for n in range(1, 4)}
@@ -51,30 +47,7 @@ ENV = {
 
 def invoke(*args: object) -> Result:
     """``fabtrust ARGS`` in this process, its output captured."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            main([str(a) for a in args])
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    return Result(code, out.getvalue(), err.getvalue(), secrets=SECRETS)
-
-
-@contextlib.contextmanager
-def environment(values: dict[str, str]) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in (*values, "FABTRUST_HOME", "FABTRUST_DB")}
-    os.environ.pop("FABTRUST_HOME", None)
-    os.environ.pop("FABTRUST_DB", None)
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    return run_in_process(args, SECRETS)
 
 
 def never() -> str:
