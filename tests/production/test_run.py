@@ -20,6 +20,7 @@ from cryptography import x509
 from sqlalchemy import func, select
 
 from fabtrust.crypto.canonical import canonical_json, parse_canonical
+from fabtrust.crypto.encoding import b64, unb64
 from fabtrust.device.agent import DeviceAgent, ReplayingAgent
 from fabtrust.device.element import SecureElement
 from fabtrust.device.protocol import Provisioning
@@ -348,3 +349,60 @@ def test_a_receipt_is_recorded_once(run: Run) -> None:
     entries = [AuditEntry.parse(e) for e in run.line1.log.entries(0, run.line1.log.size())]
     programmed = [e for e in entries if e.action == "device.programmed"]
     assert [e.outcome.value for e in programmed] == ["ok", "refused", "refused"]
+
+
+def test_a_tampered_or_foreign_enrollment_is_refused(run: Run, tmp_path: Path) -> None:
+    line3 = make_home(tmp_path / "line3", "operator-3", run.clock)
+    try:
+        request = line3.station.enroll("line3", organization="Acme")
+        doc = parse_canonical(request)
+        doc["log_vkey"] = run.line1.log_vkey()  # the sealing/log keys are bound by the identity key
+        with pytest.raises(VerificationFailed):
+            run.oem.production.certify_station(canonical_json(doc))
+        with pytest.raises(InvalidInput):
+            run.oem.production.certify_station(request[:-10])
+        # the same request in another station's name: its signature no longer verifies
+        with pytest.raises(VerificationFailed):
+            run.oem.production.certify_station(
+                request.replace(b'"station_id":"line3"', b'"station_id":"line9"')
+            )
+    finally:
+        line3.close()
+    assert [s["station_id"] for s in run.oem.production.stations()] == ["line1", "line2"]
+    assert last_entry(run.oem).outcome.value == "refused"
+
+
+def test_an_issuing_request_signed_by_another_station_is_refused(run: Run) -> None:
+    forged = parse_canonical(run.line2.station.issuing_request("po-1"))
+    payload = parse_canonical(unb64(forged["payload"], "payload"))
+    payload["station_id"] = "line1"  # line2 asks in line1's name
+    forged["payload"] = b64(canonical_json(payload))
+    with pytest.raises(VerificationFailed, match="not signed by the station it names"):
+        run.oem.production.seal_package("po-1", canonical_json(forged))
+    assert run.oem.production.packages("po-1") == []
+
+
+def test_tampered_exports_are_refused_or_flagged(run: Run) -> None:
+    run.line1.station.load(seal_for(run.oem, run.line1, "po-1", 3))
+    chips = [run.chip() for _ in range(2)]
+    install(run.line1, provision(run.line1, "po-1", chips), chips)
+    export = parse_canonical(run.line1.station.export())
+    # a checkpoint not signed by the station's log key: the whole export is refused
+    lines = export["checkpoint"].split("\n")
+    lines[1] = str(int(lines[1]) + 1)  # the tree size, under the station's signature
+    bad_checkpoint = dict(export, checkpoint="\n".join(lines))
+    with pytest.raises(VerificationFailed):
+        run.oem.reconciler.reconcile(canonical_json(bad_checkpoint))
+    # a record whose signature does not verify, and one claimed at another log index: alerts
+    records = [dict(r) for r in export["records"]]
+    envelope = unb64(records[0]["record"], "record").replace(b'"sig":"', b'"sig":"AAAA', 1)
+    records[0]["record"] = b64(envelope)
+    records[1]["log_index"] = records[1]["log_index"] - 1
+    report = run.oem.reconciler.reconcile(canonical_json(dict(export, records=records)))
+    assert [a["kind"] for a in report.alerts] == ["invalid-record", "invalid-record"]
+    assert "not signed by the station" in report.alerts[0]["message"]
+    assert "not in the station's log" in report.alerts[1]["message"]
+    assert report.registered == 0
+    assert run.oem.reconciler.devices() == []
+    with pytest.raises(InvalidInput, match="not within this station's log"):
+        run.line1.station.export(since_size=10**9)

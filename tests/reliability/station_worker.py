@@ -6,10 +6,9 @@ Run as ``python -m tests.reliability.station_worker HOME ORDER --vendor-state FI
 [--devices N] [--wait-go]``; the home's key-store passphrase comes from ``FABTRUST_PASSPHRASE``.
 
 The chips come from the simulated vendor the product accepts. A ``SiliconVendor`` holds its CA
-keys in memory only and cannot be recreated from its name, so the test that creates the vendor
-writes its state (name, key type, the two CA keys and certificates) with :func:`save_vendor` and
-every worker rebuilds the same vendor with :func:`load_vendor`: the chips it makes chain to the
-root the product was created with.
+keys in memory only, so the test that creates the vendor writes its state
+(``SiliconVendor.export_state``) with :func:`save_vendor` and every worker rebuilds the same vendor
+with :func:`load_vendor`: the chips it makes chain to the root the product was created with.
 
 Protocol on stdout, one flushed line per event, so the parent can kill the worker at any point
 and compare what was reported with what the store holds::
@@ -28,19 +27,14 @@ and compare what was reported with what the store holds::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from datetime import datetime
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from sqlalchemy import Connection
 
-from fabtrust.crypto.keys import KeyType
 from fabtrust.device.agent import DeviceAgent
 from fabtrust.device.vendor import SiliconVendor
 from fabtrust.errors import FabtrustError, PolicyViolation
@@ -51,42 +45,13 @@ PASSPHRASE_ENV = "FABTRUST_PASSPHRASE"
 
 
 def save_vendor(vendor: SiliconVendor, path: Path) -> None:
-    """Write what :func:`load_vendor` needs to rebuild ``vendor`` in another process (test-only:
-    the CA private keys in the clear)."""
-
-    def key_pem(key: object) -> str:
-        assert hasattr(key, "private_bytes")
-        pem: bytes = key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-        return pem.decode()
-
-    state = {
-        "name": vendor.name,
-        "key_type": vendor.key_type.value,
-        "now": vendor._now.isoformat(),
-        "root_key": key_pem(vendor._root_key),
-        "birth_ca_key": key_pem(vendor._birth_ca_key),
-        "root": vendor.root.public_bytes(serialization.Encoding.PEM).decode(),
-        "birth_ca": vendor.birth_ca.public_bytes(serialization.Encoding.PEM).decode(),
-    }
-    path.write_text(json.dumps(state))
+    """The vendor's state for another process (``SiliconVendor.export_state``, test-only)."""
+    path.write_bytes(vendor.export_state())
 
 
 def load_vendor(path: Path) -> SiliconVendor:
-    """The vendor :func:`save_vendor` wrote: same name, CA keys and certificates."""
-    state = json.loads(path.read_text())
-    vendor = SiliconVendor.__new__(SiliconVendor)
-    vendor.name = state["name"]
-    vendor.key_type = KeyType(state["key_type"])
-    vendor._now = datetime.fromisoformat(state["now"])
-    root_key = serialization.load_pem_private_key(state["root_key"].encode(), None)
-    birth_ca_key = serialization.load_pem_private_key(state["birth_ca_key"].encode(), None)
-    vendor._root_key = root_key  # type: ignore[assignment]
-    vendor._birth_ca_key = birth_ca_key  # type: ignore[assignment]
-    vendor.root = x509.load_pem_x509_certificate(state["root"].encode())
-    vendor.birth_ca = x509.load_pem_x509_certificate(state["birth_ca"].encode())
-    return vendor
+    """The vendor :func:`save_vendor` wrote: same name, birth CA key and certificates."""
+    return SiliconVendor.load_state(path.read_bytes())
 
 
 def _say(line: str) -> None:

@@ -151,7 +151,7 @@ def show(ctx: typer.Context, order_id: str = typer.Argument(...)) -> None:
     if packages:
         table = Table("package", "station", "issuing CA", "quota", "sealed at", "sha256")
         for p in packages:
-            at = p["created_at"] if p["created_at"].tzinfo else p["created_at"].replace(tzinfo=UTC)
+            at = p["created_at"]
             table.add_row(
                 Text(p["package_id"]),
                 Text(p["station_id"]),

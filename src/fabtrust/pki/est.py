@@ -48,7 +48,7 @@ import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -231,10 +231,6 @@ def check_label(label: str | None) -> str | None:
     return label
 
 
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)  # SQLite drops the zone
-
-
 # -- one-time enrollment tokens --------------------------------------------------------------------
 
 
@@ -390,7 +386,7 @@ class EstTokens:
                     row["profile"],
                     row["order_id"],
                     row["label"],
-                    _aware(row["expires_at"]),
+                    row["expires_at"],
                 )
                 entry = self._entry(
                     "est.token-redeem", subject, Outcome.OK, actor, ca=binding.ca_id, order=binding.order_id
@@ -401,7 +397,7 @@ class EstTokens:
                 reason = "unknown"
             elif row["used_at"] is not None:
                 reason = "spent"
-            elif _aware(row["expires_at"]) <= now:
+            elif row["expires_at"] <= now:
                 reason = "expired"
             else:
                 reason = "foreign"  # bound to another CA than the one the request names

@@ -498,7 +498,7 @@ class PkiService:
         ca_id = "product-ca"
         profile = self.profiles.get("product-ca")
         try:
-            ca_id = f"product-{_check_name(name)}"
+            ca_id = f"product-{check_name(name)}"
             if key_type not in profile.key_types:
                 raise PolicyViolation(f"profile product-ca does not allow {key_type.value} keys")
             root = self.ca(ROOT_ID)
@@ -559,8 +559,8 @@ class PkiService:
         ca_id = "issuing-ca"
         profile = self.profiles.get("issuing-ca")
         try:
-            parent = self.ca(f"product-{_check_name(product)}")
-            ca_id = f"issuing-{_check_name(station)}-{_check_name(order_id)}"
+            parent = self.ca(f"product-{check_name(product)}")
+            ca_id = f"issuing-{check_name(station)}-{check_name(order_id)}"
             csr = load_csr(csr_data)
             csr_key_type(csr, profile)
             check_chain(self._views(self.chain(parent.ca_id)), profile, self._clock())
@@ -1169,9 +1169,10 @@ def _days_after(now: datetime, days: int | None) -> datetime | None:
     return None if days is None else now.replace(microsecond=0) + timedelta(days=days)
 
 
-def _check_name(value: str) -> str:
-    if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,40}", value):
-        raise InvalidInput(f"{value!r} must be 1-41 characters of a-z, 0-9 and -")
+def check_name(value: str, what: str = "a name") -> str:
+    """A name that becomes part of CA ids and file names: 1-41 characters of a-z, 0-9 and -."""
+    if not isinstance(value, str) or not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,40}", value):
+        raise InvalidInput(f"{what} {value!r} must be 1-41 characters of a-z, 0-9 and -")
     return value
 
 
@@ -1227,13 +1228,18 @@ def _parse_bundle(raw: bytes) -> list[tuple[dict[str, Any], x509.Certificate]]:
     return result
 
 
-def make_csr(keystore: KeyStore, key_uri: str, attributes: dict[str, str]) -> bytes:
+def make_csr(
+    keystore: KeyStore,
+    key_uri: str,
+    attributes: dict[str, str],
+    encoding: serialization.Encoding = serialization.Encoding.PEM,
+) -> bytes:
     """A PKCS#10 request for a key in the key store (a station asking for its issuing CA)."""
     info = keystore.get(key_uri)
     profile = Profiles.builtin().get("issuing-ca")
     builder = x509.CertificateSigningRequestBuilder().subject_name(subject_name(profile, attributes))
     csr = builder.sign(ca_private_key(keystore, info), signature_hash(info))
-    return csr.public_bytes(serialization.Encoding.PEM)
+    return csr.public_bytes(encoding)
 
 
 _DEVICE_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")

@@ -12,7 +12,7 @@ import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from cryptography import x509
@@ -34,7 +34,7 @@ from fabtrust.errors import (
 )
 from fabtrust.keystore.base import KeyInfo, KeyStore
 from fabtrust.pki.issuance import NameRequest
-from fabtrust.pki.service import ROOT_ID, PkiService
+from fabtrust.pki.service import ROOT_ID, PkiService, check_name
 from fabtrust.production.documents import (
     ISSUING_REQUEST,
     Enrollment,
@@ -59,13 +59,6 @@ RELEASE_SIGNER = "production-release-signer"
 PLACEHOLDER_RELEASE = "fabtrust.placeholder-release/v1"
 DEFAULT_APPROVAL_LIMIT = 10_000
 MAX_QUOTA = 10_000_000
-_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
-
-
-def check_name(value: str, what: str) -> str:
-    if not isinstance(value, str) or not _NAME.fullmatch(value):
-        raise InvalidInput(f"{what} must be 1-40 lower-case letters, digits or hyphens")
-    return value
 
 
 @dataclass(frozen=True)
@@ -537,10 +530,6 @@ def _terms(row: Any, release: Any) -> OrderTerms:
         image_sha256=release["image_sha256"],
         stations=tuple(parse_canonical(row["stations"])),
         quota=row["quota"],
-        not_before=_utc(row["not_before"]),
-        not_after=_utc(row["not_after"]),
+        not_before=row["not_before"],
+        not_after=row["not_after"],
     )
-
-
-def _utc(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from cryptography import x509
@@ -47,7 +47,7 @@ from fabtrust.errors import (
 )
 from fabtrust.keystore.base import KeyStore
 from fabtrust.pki.issuance import NameRequest
-from fabtrust.pki.service import Issued, IssueRequest, PkiService, make_csr
+from fabtrust.pki.service import Issued, IssueRequest, PkiService, check_name, make_csr
 from fabtrust.production.documents import (
     EXPORT,
     ISSUING_REQUEST,
@@ -61,7 +61,7 @@ from fabtrust.production.documents import (
     sha256_hex,
     signed_envelope,
 )
-from fabtrust.production.oem import AUDIT_PRODUCTION, check_name
+from fabtrust.production.oem import AUDIT_PRODUCTION
 from fabtrust.store.engine import Store
 from fabtrust.store.tables import st_devices, st_identity, st_issuing_keys, st_packages
 from fabtrust.tlog.audit import AuditEntry, AuditLog, Outcome
@@ -150,14 +150,8 @@ class Station:
                 raise Conflict("this station is enrolled already")
         identity = self._keystore.generate(f"station-identity-{station_id}", KeyType.P256, KeyUsage.SIGN)
         sealing = self._keystore.generate(f"station-sealing-{station_id}", KeyType.P256, KeyUsage.AGREE)
-        csr = make_csr(
-            self._keystore, identity.uri, {"commonName": station_id, "organizationName": organization}
-        )
-        der = (
-            x509.load_pem_x509_csr(csr).public_bytes(serialization.Encoding.DER)
-            if csr.startswith(b"-----")
-            else csr
-        )
+        names = {"commonName": station_id, "organizationName": organization}
+        der = make_csr(self._keystore, identity.uri, names, serialization.Encoding.DER)
         request = Enrollment.make(
             station_id,
             der,
@@ -246,15 +240,11 @@ class Station:
             uri = info.uri
         else:
             uri = row[0]
-        csr = make_csr(
+        der = make_csr(
             self._keystore,
             uri,
             {"commonName": f"{me['station_id']} {order_id}"[:64], "organizationName": "fabtrust"},
-        )
-        der = (
-            x509.load_pem_x509_csr(csr).public_bytes(serialization.Encoding.DER)
-            if csr.startswith(b"-----")
-            else csr
+            serialization.Encoding.DER,
         )
         payload = {
             "format": ISSUING_REQUEST,
@@ -674,8 +664,8 @@ class Station:
                         "remaining": p["quota"] - p["used"],
                         "issued": len(states),
                         "programmed": sum(1 for s in states if s == "programmed"),
-                        "not_before": rfc3339(_utc(p["not_before"])),
-                        "not_after": rfc3339(_utc(p["not_after"])),
+                        "not_before": rfc3339(p["not_before"]),
+                        "not_after": rfc3339(p["not_after"]),
                     }
                 )
         return out
@@ -732,7 +722,3 @@ class Station:
             {"records": len(records), "log_size": size},
         )
         return canonical_json(doc)
-
-
-def _utc(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)

@@ -9,6 +9,8 @@ written for every integrated batch. The right-most bundle and tiles are partial 
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -22,6 +24,27 @@ from sqlalchemy import (
     Table,
     UniqueConstraint,
 )
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A time zone-aware timestamp, read back as aware UTC on every engine (SQLite drops the zone
+    that PostgreSQL keeps); naive values are refused on the way in."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime stored")
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
 
 metadata = MetaData(
     naming_convention={
@@ -39,7 +62,7 @@ log_heads = Table(
     Column("origin", String(255), nullable=False, unique=True),
     Column("size", BigInteger, nullable=False),
     Column("frontier", LargeBinary, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
 )
 
 log_bundles = Table(
@@ -68,7 +91,7 @@ log_checkpoints = Table(
     Column("size", BigInteger, primary_key=True, autoincrement=False),
     Column("root", LargeBinary, nullable=False),
     Column("note", LargeBinary, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
     sqlite_with_rowid=False,
 )
 
@@ -85,16 +108,16 @@ pki_cas = Table(
     Column("cert_der", LargeBinary, nullable=False),
     Column("subject", String(512), nullable=False),
     Column("serial", String(40), nullable=False),
-    Column("not_before", DateTime(timezone=True), nullable=False),
-    Column("not_after", DateTime(timezone=True), nullable=False),
+    Column("not_before", UtcDateTime(), nullable=False),
+    Column("not_after", UtcDateTime(), nullable=False),
     Column("base_url", String(255), nullable=False),  # CRL and OCSP URLs of what this CA issues
     Column("device_domain", String(253), nullable=True),  # product CAs: host of device URIs
     Column("order_id", String(64), nullable=True),  # issuing CAs: the production order
     Column("status", String(16), nullable=False),  # active | revoked
-    Column("revoked_at", DateTime(timezone=True), nullable=True),
+    Column("revoked_at", UtcDateTime(), nullable=True),
     Column("revocation_reason", String(32), nullable=True),
     Column("crl_number", BigInteger, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
 )
 
 pki_certs = Table(
@@ -108,13 +131,13 @@ pki_certs = Table(
     # the device's current certificate holds the serial; a superseded one gives it up (re-enrollment)
     Column("device_serial", String(64), nullable=True),
     Column("order_id", String(64), nullable=True, index=True),
-    Column("not_before", DateTime(timezone=True), nullable=False),
-    Column("not_after", DateTime(timezone=True), nullable=False),
+    Column("not_before", UtcDateTime(), nullable=False),
+    Column("not_after", UtcDateTime(), nullable=False),
     Column("cert_der", LargeBinary, nullable=False),
     Column("status", String(16), nullable=False),  # good | revoked
-    Column("revoked_at", DateTime(timezone=True), nullable=True),
+    Column("revoked_at", UtcDateTime(), nullable=True),
     Column("revocation_reason", String(32), nullable=True),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
     UniqueConstraint("device_serial", name="uq_pki_certs_device_serial"),
 )
 
@@ -124,8 +147,8 @@ pki_crls = Table(
     Column("ca_id", String(64), ForeignKey("pki_cas.ca_id"), primary_key=True),
     Column("number", BigInteger, primary_key=True, autoincrement=False),
     Column("base_number", BigInteger, nullable=True),  # delta CRLs: the full CRL they extend
-    Column("this_update", DateTime(timezone=True), nullable=False),
-    Column("next_update", DateTime(timezone=True), nullable=False),
+    Column("this_update", UtcDateTime(), nullable=False),
+    Column("next_update", UtcDateTime(), nullable=False),
     Column("der", LargeBinary, nullable=False),
 )
 
@@ -137,9 +160,9 @@ pki_est_tokens = Table(
     Column("profile", String(40), nullable=False),
     Column("order_id", String(64), nullable=True),
     Column("label", String(128), nullable=False),
-    Column("expires_at", DateTime(timezone=True), nullable=False),
-    Column("used_at", DateTime(timezone=True), nullable=True),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False),
+    Column("used_at", UtcDateTime(), nullable=True),
+    Column("created_at", UtcDateTime(), nullable=False),
 )
 
 # -- production: the OEM side (products, releases, stations, orders, packages) ----------------------
@@ -153,7 +176,7 @@ prod_products = Table(
     Column("product_ca", String(64), ForeignKey("pki_cas.ca_id"), nullable=False),
     Column("description", String(255), nullable=False),
     Column("vendors", LargeBinary, nullable=False),  # canonical JSON: accepted silicon-vendor roots
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
 )
 
 prod_releases = Table(
@@ -165,7 +188,7 @@ prod_releases = Table(
     Column("image", LargeBinary, nullable=False),
     Column("image_sha256", String(64), nullable=False),
     Column("envelope", LargeBinary, nullable=False),  # DSSE, signed by the OEM release key
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
     UniqueConstraint("product", "version", name="uq_prod_releases_product"),
 )
 
@@ -177,7 +200,7 @@ prod_stations = Table(
     Column("sealing_key", LargeBinary, nullable=False),  # SPKI DER: packages are sealed to it
     Column("log_vkey", String(255), nullable=False),  # the station log's note verifier key
     Column("status", String(16), nullable=False),  # active | retired
-    Column("enrolled_at", DateTime(timezone=True), nullable=False),
+    Column("enrolled_at", UtcDateTime(), nullable=False),
 )
 
 prod_orders = Table(
@@ -188,12 +211,12 @@ prod_orders = Table(
     Column("release_id", String(64), ForeignKey("prod_releases.release_id"), nullable=False),
     Column("stations", LargeBinary, nullable=False),  # canonical JSON list of station ids
     Column("quota", Integer, nullable=False),
-    Column("not_before", DateTime(timezone=True), nullable=False),
-    Column("not_after", DateTime(timezone=True), nullable=False),
+    Column("not_before", UtcDateTime(), nullable=False),
+    Column("not_after", UtcDateTime(), nullable=False),
     Column("status", String(16), nullable=False),  # awaiting-approval | approved
     Column("created_by", String(128), nullable=False),
     Column("approved_by", String(128), nullable=True),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
 )
 
 prod_packages = Table(
@@ -205,7 +228,7 @@ prod_packages = Table(
     Column("issuing_ca", String(64), ForeignKey("pki_cas.ca_id"), nullable=False),
     Column("quota", Integer, nullable=False),  # this station's share of the order
     Column("sha256", String(64), nullable=False),  # of the sealed package
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
     UniqueConstraint("order_id", "station_id", name="uq_prod_packages_order_id"),
 )
 
@@ -218,7 +241,7 @@ rec_checkpoints = Table(
     Column("size", BigInteger, nullable=False),
     Column("root", LargeBinary, nullable=False),
     Column("note", LargeBinary, nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
 )
 
 rec_records = Table(
@@ -231,7 +254,7 @@ rec_records = Table(
     Column("device_serial", String(64), nullable=False),
     Column("verdict", String(16), nullable=False),  # registered | clone | overproduction | invalid
     Column("record", LargeBinary, nullable=False),  # the station-signed DSSE envelope
-    Column("imported_at", DateTime(timezone=True), nullable=False),
+    Column("imported_at", UtcDateTime(), nullable=False),
 )
 
 fleet_devices = Table(
@@ -244,7 +267,7 @@ fleet_devices = Table(
     Column("station_id", String(64), nullable=False),
     Column("cert_der", LargeBinary, nullable=False),
     Column("status", String(16), nullable=False),  # manufactured | ...
-    Column("registered_at", DateTime(timezone=True), nullable=False),
+    Column("registered_at", UtcDateTime(), nullable=False),
 )
 
 rec_alerts = Table(
@@ -257,7 +280,7 @@ rec_alerts = Table(
     Column("chip_uid", String(64), nullable=True),
     Column("device_serial", String(64), nullable=True),
     Column("message", String(512), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
 )
 
 # -- production: the station side (its identity, loaded packages, provisioned devices) ------------
@@ -270,7 +293,7 @@ st_identity = Table(
     Column("sealing_key", String(512), nullable=False),
     Column("identity_cert", LargeBinary, nullable=True),  # set when the OEM's certificate is installed
     Column("oem_signer", LargeBinary, nullable=True),  # SPKI of the OEM package signer, pinned then
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
 )
 
 st_issuing_keys = Table(
@@ -278,7 +301,7 @@ st_issuing_keys = Table(
     metadata,
     Column("order_id", String(64), primary_key=True),
     Column("key_uri", String(512), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
 )
 
 st_packages = Table(
@@ -289,10 +312,10 @@ st_packages = Table(
     Column("issuing_ca", String(64), nullable=False),
     Column("quota", Integer, nullable=False),
     Column("used", Integer, nullable=False),  # reserved atomically with each device's records
-    Column("not_before", DateTime(timezone=True), nullable=False),
-    Column("not_after", DateTime(timezone=True), nullable=False),
+    Column("not_before", UtcDateTime(), nullable=False),
+    Column("not_after", UtcDateTime(), nullable=False),
     Column("sealed", LargeBinary, nullable=False),  # as received: secrets stay sealed at rest
-    Column("loaded_at", DateTime(timezone=True), nullable=False),
+    Column("loaded_at", UtcDateTime(), nullable=False),
 )
 
 st_devices = Table(
@@ -306,6 +329,6 @@ st_devices = Table(
     Column("record", LargeBinary, nullable=False),  # station-signed DSSE envelope
     Column("receipt", LargeBinary, nullable=True),  # the device-signed install receipt
     Column("state", String(16), nullable=False),  # issued | programmed
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
     UniqueConstraint("order_id", "seq", name="uq_st_devices_order_id"),
 )
