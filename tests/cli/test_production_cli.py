@@ -73,8 +73,9 @@ def provision(station: Path, order: str, chips: list[SecureElement]) -> list[Pro
             answers.append((challenge, DeviceAgent(chip).answer(challenge)))
         results: list[Provisioned | Exception] = list(home.station.provision(order, answers))
         by_uid = {c.uid: c for c in chips}
+        image = home.station.image(order)
         receipts = [
-            DeviceAgent(by_uid[r.chip_uid]).install(r.provisioning)
+            DeviceAgent(by_uid[r.chip_uid]).install(r.provisioning, image)
             for r in results
             if isinstance(r, Provisioned)
         ]

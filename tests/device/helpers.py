@@ -106,7 +106,6 @@ def provisioning_for(
             if sealed_secrets is not None
             else hpke.seal(chip.sealing_key, SECRETS, secrets_info(chip.chip_uid))
         ),
-        image=image,
         image_digest=image_digest if image_digest is not None else hashlib.sha256(image).digest(),
         oem_key_hash=OEM_KEY_HASH,
     )

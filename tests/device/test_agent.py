@@ -59,7 +59,7 @@ def test_a_genuine_chip_is_provisioned(
     verified = verify_genuineness(response, sent, [vendor.root], NOW)
     provisioning, certificate = provisioning_for(verified, issuing_ca)
 
-    receipt = InstallReceipt.parse(agent.install(provisioning.to_json()))
+    receipt = InstallReceipt.parse(agent.install(provisioning.to_json(), IMAGE))
 
     verify_receipt(receipt, certificate, hashlib.sha256(IMAGE).digest())
     assert (receipt.chip_uid, receipt.device_serial, receipt.counter) == (chip.uid, DEVICE_SERIAL, 1)
@@ -76,7 +76,7 @@ def test_a_genuine_chip_is_provisioned(
 
 def _provisioned(vendor: SiliconVendor, issuing_ca: IssuingCa, agent: DeviceAgent) -> InstallReceipt:
     provisioning, _ = provisioning_for(genuine(agent, vendor), issuing_ca)
-    return InstallReceipt.parse(agent.install(provisioning.to_json()))
+    return InstallReceipt.parse(agent.install(provisioning.to_json(), IMAGE))
 
 
 def _other_chip_sealing_key() -> bytes:
@@ -163,7 +163,7 @@ def test_bad_provisioning_is_refused_and_changes_nothing(
     document = make(verified, issuing_ca)
     before = state_of(agent.element)
     with pytest.raises(error, match=message):
-        agent.install(document.to_json())
+        agent.install(document.to_json(), IMAGE)
     assert state_of(agent.element) == before
     assert agent.element.counter(PROVISIONED_COUNTER) == 0
     assert agent.element.otp(OEM_KEY_HASH_OTP) is None
@@ -171,7 +171,9 @@ def test_bad_provisioning_is_refused_and_changes_nothing(
     # the same device still installs a good document afterwards
     good, certificate = provisioning_for(verified, issuing_ca)
     verify_receipt(
-        InstallReceipt.parse(agent.install(good.to_json())), certificate, hashlib.sha256(IMAGE).digest()
+        InstallReceipt.parse(agent.install(good.to_json(), IMAGE)),
+        certificate,
+        hashlib.sha256(IMAGE).digest(),
     )
 
 
@@ -182,7 +184,7 @@ def test_an_oem_key_hash_burnt_before_is_not_overwritten(
     provisioning, _ = provisioning_for(genuine(agent, vendor), issuing_ca)
     before = state_of(agent.element)
     with pytest.raises(Conflict, match="another OEM key hash is already burnt"):
-        agent.install(provisioning.to_json())
+        agent.install(provisioning.to_json(), IMAGE)
     assert state_of(agent.element) == before
 
 
@@ -201,11 +203,11 @@ def test_a_second_install_is_refused(
 ) -> None:
     verified = genuine(agent, vendor)
     provisioning, _ = provisioning_for(verified, issuing_ca)
-    agent.install(provisioning.to_json())
+    agent.install(provisioning.to_json(), IMAGE)
     before = state_of(agent.element)
     again, _ = provisioning_for(verified, issuing_ca, device_serial="SN-0002")
     with pytest.raises(Conflict, match="device is already provisioned"):
-        agent.install(again.to_json())
+        agent.install(again.to_json(), IMAGE)
     assert state_of(agent.element) == before
 
 
@@ -216,7 +218,7 @@ def test_install_before_answering_is_refused(
     provisioning, _ = provisioning_for(genuine(other, vendor), issuing_ca)
     before = state_of(chip)
     with pytest.raises(PolicyViolation, match="has not answered a genuineness challenge"):
-        DeviceAgent(chip).install(provisioning.to_json())
+        DeviceAgent(chip).install(provisioning.to_json(), IMAGE)
     assert state_of(chip) == before
 
 
@@ -233,7 +235,7 @@ def test_a_receipt_is_checked_against_certificate_and_image(
     vendor: SiliconVendor, issuing_ca: IssuingCa, agent: DeviceAgent
 ) -> None:
     provisioning, certificate = provisioning_for(genuine(agent, vendor), issuing_ca)
-    receipt = InstallReceipt.parse(agent.install(provisioning.to_json()))
+    receipt = InstallReceipt.parse(agent.install(provisioning.to_json(), IMAGE))
     other_certificate = issuing_ca.issue(ec.generate_private_key(ec.SECP256R1()).public_key(), DEVICE_SERIAL)
     with pytest.raises(VerificationFailed, match="does not verify under the device certificate's key"):
         verify_receipt(receipt, other_certificate, hashlib.sha256(IMAGE).digest())

@@ -42,7 +42,6 @@ SAMPLES: list[Document] = [
         device_serial="SN-0001",
         certificate_chain=(b"device-der",),
         sealed_secrets=b"sealed",
-        image=b"image",
         image_digest=DIGEST,
         oem_key_hash=DIGEST,
     ),

@@ -119,10 +119,15 @@ def provision(station: Home, order_id: str, chips: list[SecureElement]) -> list[
     return list(station.station.provision(order_id, answers))
 
 
-def install(station: Home, results: list[Provisioned | Exception], chips: list[SecureElement]) -> None:
+def install(
+    station: Home, results: list[Provisioned | Exception], chips: list[SecureElement], order_id: str = "po-1"
+) -> None:
     by_uid = {c.uid: c for c in chips}
+    image = station.station.image(order_id)
     receipts = [
-        DeviceAgent(by_uid[r.chip_uid]).install(r.provisioning) for r in results if isinstance(r, Provisioned)
+        DeviceAgent(by_uid[r.chip_uid]).install(r.provisioning, image)
+        for r in results
+        if isinstance(r, Provisioned)
     ]
     outcome = station.station.complete(receipts)
     assert all(isinstance(o, str) for o in outcome), outcome
@@ -336,7 +341,7 @@ def test_a_receipt_is_recorded_once(run: Run) -> None:
     chip = run.chip()
     result = provision(run.line1, "po-1", [chip])[0]
     assert isinstance(result, Provisioned)
-    receipt = DeviceAgent(chip).install(result.provisioning)
+    receipt = DeviceAgent(chip).install(result.provisioning, run.line1.station.image("po-1"))
     first, twice = run.line1.station.complete([receipt, receipt])
     assert first == chip.uid
     assert isinstance(twice, Conflict)

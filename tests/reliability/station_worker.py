@@ -129,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
             if other:
                 refused_other += len(other)
                 _say(f"refused-other {len(other)} {other[0]!r}")
-            receipts = [DeviceAgent(chips[p.chip_uid]).install(p.provisioning) for p in done]
+            image = station.image(args.order)
+            receipts = [DeviceAgent(chips[p.chip_uid]).install(p.provisioning, image) for p in done]
             if receipts:
                 phase.name = "complete"
                 outcome = station.complete(receipts)

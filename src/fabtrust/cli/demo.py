@@ -173,6 +173,7 @@ class _Demo:
     def _provision(self, line1: Home, vendor: SiliconVendor) -> tuple[float, list[Provisioned]]:
         console.print(f"[bold]5. line1: provisioning {self.devices:,} devices (and some bad chips)[/]")
         station = line1.station
+        image = station.image(ORDER)  # one image for every device of the order
         other = SiliconVendor("Counterfeit Fab", now=line1.clock() - timedelta(days=1))
         provisioned: list[Provisioned] = []
         first: SecureElement | None = None
@@ -214,7 +215,8 @@ class _Demo:
                 receipts = []
                 for result in results:
                     if isinstance(result, Provisioned):
-                        receipts.append(DeviceAgent(elements[result.chip_uid]).install(result.provisioning))
+                        agent = DeviceAgent(elements[result.chip_uid])
+                        receipts.append(agent.install(result.provisioning, image))
                         provisioned.append(result)
                     else:
                         self.refusals[_reason(result)] += 1

@@ -174,6 +174,7 @@ def provision(
     with open_home(ctx) as home:
         station = home.station
         station.order_status(order)  # a clear error before any work if no package is loaded
+        image = station.image(order)  # one image for every device of the order
         with Progress(
             "[progress.description]{task.description}",
             BarColumn(),
@@ -194,7 +195,8 @@ def provision(
                 receipts = []
                 for result in station.provision(order, answers):
                     if isinstance(result, Provisioned):
-                        receipts.append(DeviceAgent(chips[result.chip_uid]).install(result.provisioning))
+                        agent = DeviceAgent(chips[result.chip_uid])
+                        receipts.append(agent.install(result.provisioning, image))
                         done += 1
                     else:
                         refused[result.message] += 1

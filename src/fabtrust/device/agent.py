@@ -103,9 +103,12 @@ class DeviceAgent:
         signature = element.sign(BIRTH_SLOT, draft.signed_payload())
         return dataclasses.replace(draft, signature=signature).to_json()
 
-    def install(self, provisioning_json: bytes) -> bytes:
-        """Install a :class:`Provisioning` document and return a signed :class:`InstallReceipt`."""
+    def install(self, provisioning_json: bytes, image: bytes) -> bytes:
+        """Install a :class:`Provisioning` document and the order's firmware ``image``; return a
+        signed :class:`InstallReceipt`."""
         provisioning = Provisioning.parse(provisioning_json)
+        if not isinstance(image, bytes):
+            raise InvalidInput("the firmware image is bytes")
         element = self.element
         if self.provisioned:
             raise Conflict("device is already provisioned")
@@ -127,7 +130,7 @@ class DeviceAgent:
                 chain[position].verify_directly_issued_by(chain[position + 1])
             except (ValueError, TypeError, InvalidSignature):
                 raise VerificationFailed(f"certificate chain is broken after entry {position}") from None
-        if not hmac.compare_digest(hashlib.sha256(provisioning.image).digest(), provisioning.image_digest):
+        if not hmac.compare_digest(hashlib.sha256(image).digest(), provisioning.image_digest):
             raise VerificationFailed("firmware image does not match its expected SHA-256 digest")
         burnt = element.otp(OEM_KEY_HASH_OTP)
         if burnt is not None and burnt != provisioning.oem_key_hash:
@@ -141,7 +144,7 @@ class DeviceAgent:
 
         # -- writes --
         element.store_sealed(SECRETS_OBJECT, device_secrets)
-        element.flash_write(IMAGE_REGION, provisioning.image)
+        element.flash_write(IMAGE_REGION, image)
         element.burn(OEM_KEY_HASH_OTP, provisioning.oem_key_hash)
         element.flash_write(CERTIFICATES_REGION, _pack_chain(provisioning.certificate_chain))
         counter = element.increment(PROVISIONED_COUNTER)

@@ -284,15 +284,18 @@ class GenuinenessResponse:
 @dataclass(frozen=True)
 class Provisioning:
     """Station -> device: the device's certificate chain, its secrets sealed to its sealing key
-    (HPKE, RFC 9180, ``info`` = :func:`secrets_info`), the firmware image with the SHA-256 the
-    station expects, and the OEM key hash to burn into OTP."""
+    (HPKE, RFC 9180, ``info`` = :func:`secrets_info`), the SHA-256 of the firmware image the
+    station programs, and the OEM key hash to burn into OTP.
+
+    The image itself is not in the document: it is the same for every device of an order, is
+    programmed alongside (a gang programmer writes one image to all its sockets), and may be
+    megabytes; the device checks it against ``image_digest`` before writing anything."""
 
     FORMAT: ClassVar[str] = "fabtrust.device-provisioning/v1"
 
     device_serial: str
     certificate_chain: tuple[bytes, ...]
     sealed_secrets: bytes
-    image: bytes
     image_digest: bytes
     oem_key_hash: bytes
 
@@ -300,7 +303,6 @@ class Provisioning:
         check_device_serial(self.device_serial)
         _check_chain(self.certificate_chain, "certificate_chain")
         _check_bytes(self.sealed_secrets, "sealed_secrets")
-        _check_bytes(self.image, "image")
         _check_bytes(self.image_digest, "image_digest", size=_SHA256_BYTES)
         _check_bytes(self.oem_key_hash, "oem_key_hash", size=_SHA256_BYTES)
 

@@ -571,7 +571,6 @@ class Station:
                 device_serial=record.device_serial,
                 certificate_chain=(record.certificate, *loaded.issuing_chain),
                 sealed_secrets=sealed,
-                image=package.image,
                 image_digest=bytes.fromhex(package.order.image_sha256),
                 oem_key_hash=package.oem_key_hash,
             )
@@ -579,6 +578,11 @@ class Station:
                 chip.chip_uid, record.device_serial, record.seq, result.certificate, message.to_json()
             )
         return [r if r is not None else Conflict("not provisioned") for r in results]
+
+    def image(self, order_id: str) -> bytes:
+        """The firmware image of a loaded order, programmed into each of its devices beside the
+        device's provisioning document (which names its SHA-256)."""
+        return self._package(order_id).package.image
 
     def complete(self, receipts: Sequence[bytes]) -> list[str | FabtrustError]:
         """Record the devices' install receipts (device-signed: certificate, secrets and image
