@@ -75,18 +75,25 @@ def _check_key_utf16(key: object) -> bytes:
 def _plain(value: Any, depth: int = 0) -> bool:
     """True if the C encoder's output is already canonical for ``value``: only strings, booleans,
     null, safe integers, arrays and objects whose member names are ASCII (for ASCII, code-point
-    order is UTF-16 order), nested less than MAX_DEPTH deep. Anything else goes the careful way,
-    which also reports errors."""
-    if isinstance(value, str) or value is None or value is True or value is False:
+    order is UTF-16 order), nested less than MAX_DEPTH deep. Anything else (subclasses of the
+    built-in types too) goes the careful way, which also reports errors. Exact type checks: this
+    runs on every document signed or parsed."""
+    kind = type(value)
+    if kind is str or value is None or kind is bool:
         return True
-    if isinstance(value, int):
-        return -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT
+    if kind is int:
+        return bool(-_MAX_SAFE_INT <= value <= _MAX_SAFE_INT)
     if depth >= MAX_DEPTH:
         return False
-    if isinstance(value, dict):
-        return all(isinstance(k, str) and k.isascii() and _plain(v, depth + 1) for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return all(_plain(v, depth + 1) for v in value)
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str or not key.isascii():
+                return False
+            if type(item) is not str and not _plain(item, depth + 1):
+                return False
+        return True
+    if kind is list or kind is tuple:
+        return all(type(item) is str or _plain(item, depth + 1) for item in value)
     return False
 
 

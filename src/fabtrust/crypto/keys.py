@@ -134,6 +134,11 @@ def load_public_key(der: bytes) -> PublicKey:
         key = serialization.load_der_public_key(der)
     except (ValueError, UnsupportedAlgorithm) as exc:
         raise InvalidInput("public key is not a valid DER SubjectPublicKeyInfo") from exc
+    return supported_public_key(key)
+
+
+def supported_public_key(key: object) -> PublicKey:
+    """``key`` (from a certificate or request) if it is of a type fabtrust knows, else InvalidInput."""
     if isinstance(
         key,
         ec.EllipticCurvePublicKey
@@ -161,7 +166,11 @@ def key_type_of(public_key: PublicKey) -> KeyType:
 
 def verify_signature(public_key_der: bytes, message: bytes, signature: bytes) -> None:
     """Verify ``signature`` over ``message``; raise VerificationFailed if it does not verify."""
-    key = load_public_key(public_key_der)
+    verify_with_key(load_public_key(public_key_der), message, signature)
+
+
+def verify_with_key(key: PublicKey, message: bytes, signature: bytes) -> None:
+    """:func:`verify_signature` with a public key object loaded already (from a certificate)."""
     try:
         if isinstance(key, ec.EllipticCurvePublicKey):
             key.verify(signature, message, ec.ECDSA(_ECDSA_HASH[key_type_of(key)]()))

@@ -29,6 +29,7 @@ no I/O and takes the time as an argument.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import hmac
 import os
@@ -52,7 +53,9 @@ from fabtrust.crypto.keys import (
     key_id,
     key_type_of,
     load_public_key,
+    supported_public_key,
     verify_signature,
+    verify_with_key,
 )
 from fabtrust.errors import InvalidInput, VerificationFailed
 
@@ -126,7 +129,7 @@ def _check_timestamp(value: object, what: str) -> None:
     if not isinstance(value, str) or not _RFC3339_UTC.fullmatch(value):
         raise InvalidInput(f"{what} must be an RFC 3339 UTC timestamp (YYYY-MM-DDTHH:MM:SSZ)")
     try:
-        datetime.strptime(value, _RFC3339_FORMAT)
+        datetime.fromisoformat(value)  # the pattern matched: only the calendar is left to check
     except ValueError:
         raise InvalidInput(f"{what} is not a valid date and time") from None
 
@@ -177,11 +180,17 @@ _CODECS: dict[str, tuple[_Encode, _Decode]] = {
 }
 
 
+_CODECS_OF: dict[type, dict[str, tuple[_Encode, _Decode]]] = {}
+
+
 def _codecs(cls: type) -> dict[str, tuple[_Encode, _Decode]]:
-    return {field.name: _CODECS[str(field.type)] for field in dataclasses.fields(cls)}
+    codecs = _CODECS_OF.get(cls)
+    if codecs is None:  # once per document class
+        codecs = _CODECS_OF[cls] = {field.name: _CODECS[str(field.type)] for field in dataclasses.fields(cls)}
+    return codecs
 
 
-def _encode(document: Any, fmt: str, *, without: str | None = None) -> bytes:
+def _encode(document: object, fmt: str, *, without: str | None = None) -> bytes:
     obj: dict[str, Any] = {"format": fmt}
     for name, (encode, _) in _codecs(type(document)).items():
         if name != without:
@@ -422,6 +431,7 @@ def _check_validity(certificate: x509.Certificate, now: datetime, what: str) -> 
         raise VerificationFailed(f"{what} expired before {rfc3339_utc(now)}")
 
 
+@functools.lru_cache(maxsize=64)  # anchors are few and long-lived; certificates hash by their DER
 def _vendor_name(anchor: x509.Certificate) -> str:
     for oid in (NameOID.ORGANIZATION_NAME, NameOID.COMMON_NAME):
         values = anchor.subject.get_attributes_for_oid(oid)
@@ -462,9 +472,12 @@ def verify_genuineness(
     birth = chain[0]
     if subject_serial_number(birth.subject) != response.chip_uid:
         raise VerificationFailed("birth certificate is for another chip UID")
-    birth_spki = _spki(birth)
+    birth_key = birth.public_key()
+    birth_spki = birth_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     try:
-        verify_signature(birth_spki, response.signed_payload(), response.signature)
+        verify_with_key(supported_public_key(birth_key), response.signed_payload(), response.signature)
     except VerificationFailed:
         raise VerificationFailed(
             "response signature does not verify under the chip's birth key (forged or tampered)"
@@ -476,7 +489,7 @@ def verify_genuineness(
         raise InvalidInput("certificate request is not a DER PKCS#10 request") from None
     if not csr.is_signature_valid:
         raise VerificationFailed("certificate request's self-signature does not verify")
-    check_usage(key_type_of(load_public_key(_csr_spki(csr))), KeyUsage.SIGN)
+    check_usage(key_type_of(supported_public_key(csr.public_key())), KeyUsage.SIGN)
     # RFC 2986 4.1 attributes / RFC 2985 5.4.1 challengePassword: here it carries the challenge
     # nonce in lowercase hex, binding the new identity key to this one challenge.
     try:
@@ -497,12 +510,6 @@ def verify_genuineness(
         birth_key_id=key_id(birth_spki),
         csr=csr,
         sealing_key=response.sealing_key,
-    )
-
-
-def _csr_spki(csr: x509.CertificateSigningRequest) -> bytes:
-    return csr.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
 
 

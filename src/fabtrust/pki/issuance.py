@@ -62,6 +62,35 @@ def load_csr(data: bytes) -> x509.CertificateSigningRequest:
     return load_csr_and_key(data)[0]
 
 
+@dataclass(frozen=True)
+class VerifiedCsr:
+    """A certificate request whose self-signature its holder has verified, with its public key.
+
+    Issuance takes it as it is instead of parsing and verifying the request again (a station has
+    verified the device's request while checking the chip's genuineness). Make one only from a
+    request whose signature you have checked: :func:`load_csr_and_key` or ``is_signature_valid``.
+    """
+
+    csr: x509.CertificateSigningRequest
+    key: CertificatePublicKeyTypes
+
+    @classmethod
+    def of(cls, csr: x509.CertificateSigningRequest) -> VerifiedCsr:
+        """For a request verified by the caller: its key, checked to be one fabtrust supports."""
+        try:
+            key = csr.public_key()
+        except (ValueError, UnsupportedAlgorithm, TypeError):
+            raise InvalidInput("certificate request uses an unsupported algorithm") from None
+        return cls(csr, _supported(key))
+
+
+def _supported(key: CertificatePublicKeyTypes) -> CertificatePublicKeyTypes:
+    if not isinstance(key, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | mldsa.MLDSA65PublicKey):
+        raise InvalidInput("certificate request key algorithm is not supported")
+    key_type_of(key)  # refuses curves fabtrust does not know
+    return key
+
+
 def load_csr_and_key(data: bytes) -> tuple[x509.CertificateSigningRequest, CertificatePublicKeyTypes]:
     """``load_csr`` and the request's public key, decoded once."""
     if len(data) > MAX_CSR_BYTES:
@@ -79,10 +108,7 @@ def load_csr_and_key(data: bytes) -> tuple[x509.CertificateSigningRequest, Certi
         raise InvalidInput("certificate request is malformed or uses an unsupported algorithm") from None
     if not valid:
         raise VerificationFailed("certificate request signature does not verify")
-    if not isinstance(key, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | mldsa.MLDSA65PublicKey):
-        raise InvalidInput("certificate request key algorithm is not supported")
-    key_type_of(key)  # refuses curves fabtrust does not know
-    return csr, key
+    return csr, _supported(key)
 
 
 def csr_key_type(

@@ -20,7 +20,7 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 
 from fabtrust.clock import Clock, rfc3339, system_clock
 from fabtrust.crypto import dsse, hpke
@@ -46,7 +46,7 @@ from fabtrust.errors import (
     VerificationFailed,
 )
 from fabtrust.keystore.base import KeyStore
-from fabtrust.pki.issuance import NameRequest
+from fabtrust.pki.issuance import NameRequest, VerifiedCsr
 from fabtrust.pki.service import Issued, IssueRequest, PkiService, check_name, make_csr
 from fabtrust.production.documents import (
     EXPORT,
@@ -70,6 +70,26 @@ from fabtrust.tlog.log import MerkleLog
 CHALLENGE_TTL = timedelta(minutes=5)
 MAX_OUTSTANDING_CHALLENGES = 100_000
 MAX_BATCH = 1000
+
+# The provisioning transaction's statements, built once (SQLAlchemy then only binds values).
+_PACKAGE_COUNTER = (
+    select(st_packages.c.quota, st_packages.c.used)
+    .where(st_packages.c.order_id == bindparam("order_id"))
+    .with_for_update()
+)
+_TAKEN_CHIPS = select(st_devices.c.chip_uid).where(
+    st_devices.c.chip_uid.in_(bindparam("uids", expanding=True))
+)
+_INSERT_DEVICES = insert(st_devices)
+_ADVANCE_COUNTER = (
+    update(st_packages)
+    .where(
+        st_packages.c.order_id == bindparam("b_order_id"),
+        st_packages.c.used == bindparam("b_used"),
+        st_packages.c.quota >= bindparam("b_highest"),
+    )
+    .values(used=bindparam("b_highest"))
+)
 
 
 @dataclass(frozen=True)
@@ -435,22 +455,9 @@ class Station:
         identity = self._keystore.get(me["identity_key"])
         provisioned: list[tuple[int, tuple[GenuineChip, Issued], ProductionRecord]] = []
         with self._store.write() as conn:
-            row = conn.execute(
-                select(st_packages.c.quota, st_packages.c.used)
-                .where(st_packages.c.order_id == order_id)
-                .with_for_update()
-            ).one()
-            quota, used = row.quota, row.used
+            quota, used = conn.execute(_PACKAGE_COUNTER, {"order_id": order_id}).one()
             uids = [chip.chip_uid for _, chip in chips]
-            taken = (
-                set(
-                    conn.execute(
-                        select(st_devices.c.chip_uid).where(st_devices.c.chip_uid.in_(uids))
-                    ).scalars()
-                )
-                if uids
-                else set()
-            )
+            taken = set(conn.execute(_TAKEN_CHIPS, {"uids": uids}).scalars()) if uids else set()
             admitted: list[tuple[int, GenuineChip, int]] = []
             for index, chip in chips:
                 if chip.chip_uid in taken:
@@ -468,7 +475,7 @@ class Station:
                 IssueRequest(
                     package.issuing_ca,
                     "device-idevid",
-                    chip.csr.public_bytes(serialization.Encoding.DER),
+                    VerifiedCsr.of(chip.csr),  # verify_genuineness checked its signature
                     NameRequest({"organizationName": loaded.organization, "commonName": f"{order_id}/{seq}"}),
                     device_serial=chip.chip_uid,
                     order_id=order_id,
@@ -530,7 +537,7 @@ class Station:
             first = (checkpoint.checkpoint.size if checkpoint else 0) - len(entries) + len(issued)
             if provisioned:
                 conn.execute(
-                    insert(st_devices),
+                    _INSERT_DEVICES,
                     [
                         {
                             "chip_uid": record.chip_uid,
@@ -550,13 +557,7 @@ class Station:
                 )
                 highest = max(record.seq for _, _, record in provisioned)
                 moved = conn.execute(
-                    update(st_packages)
-                    .where(
-                        st_packages.c.order_id == order_id,
-                        st_packages.c.used == used,
-                        st_packages.c.quota >= highest,
-                    )
-                    .values(used=highest)
+                    _ADVANCE_COUNTER, {"b_order_id": order_id, "b_used": used, "b_highest": highest}
                 )
                 if moved.rowcount != 1:
                     raise Conflict("the order's counter moved during the batch; nothing was provisioned")
