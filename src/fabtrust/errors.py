@@ -29,6 +29,13 @@ class InvalidInput(FabtrustError):
     code = "invalid_input"
 
 
+class PayloadTooLarge(InvalidInput):
+    """A request body or upload over its limit, refused before it is parsed."""
+
+    http_status = 413
+    code = "too_large"
+
+
 class VerificationFailed(FabtrustError):
     """A signature, proof, checksum or authenticated ciphertext did not verify."""
 

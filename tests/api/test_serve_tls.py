@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,36 +69,39 @@ def _wait_for_tls(port: int, cafile: Path, proc: subprocess.Popen[bytes], log: P
     pytest.fail(f"fabtrust serve did not come up on port {port}: {log.read_text()[-2000:]}")
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    openssl = tool("openssl")
-    tool("curl")
-    d = tmp_path_factory.mktemp("tls")
-    home_path = d / "home"
-    with Home.init(home_path, passphrase=lambda: PASSPHRASE, pin=lambda: "") as home:
-        vkey, origin, size = home.log_vkey(), home.config.origin, home.log.size()
+def self_signed(d: Path) -> tuple[Path, Path]:
+    """A one-day self-signed P-256 certificate for 127.0.0.1 and localhost, and its key (openssl)."""
     cert, key = d / "cert.pem", d / "key.pem"
     subprocess.run(
         [
-            openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            tool("openssl"), "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
             "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
             "-keyout", str(key), "-out", str(cert),
         ],
         check=True, capture_output=True, timeout=60,
     )  # fmt: skip
+    return cert, key
+
+
+@contextmanager
+def serving(
+    home: Path, cert: Path, key: Path, log: Path, secrets: dict[str, str], *extra: str
+) -> Iterator[int]:
+    """``fabtrust --home HOME serve`` over TLS as a process (``extra`` arguments appended), its output
+    in ``log``, the environment's FABTRUST_* variables replaced by ``secrets``; yields the port once
+    TLS answers, and stops the server after."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("FABTRUST_")}
-    env["FABTRUST_KEYSTORE_PASSPHRASE"] = PASSPHRASE
-    log = d / "server.log"
+    env.update(secrets)
     with log.open("wb") as log_fh:
         proc = subprocess.Popen(
-            [str(FABTRUST), "--home", str(home_path), "serve", "--port", str(port),
-             "--tls-cert", str(cert), "--tls-key", str(key)],
+            [str(FABTRUST), "--home", str(home), "serve", "--port", str(port),
+             "--tls-cert", str(cert), "--tls-key", str(key), *extra],
             env=env, stdin=subprocess.DEVNULL, stdout=log_fh, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:
         _wait_for_tls(port, cert, proc, log)
-        yield Server(port, cert, vkey, origin, size, log)
+        yield port
     finally:
         proc.terminate()
         try:
@@ -105,6 +109,20 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=15)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    tool("openssl")
+    tool("curl")
+    d = tmp_path_factory.mktemp("tls")
+    home_path = d / "home"
+    with Home.init(home_path, passphrase=lambda: PASSPHRASE, pin=lambda: "") as home:
+        vkey, origin, size = home.log_vkey(), home.config.origin, home.log.size()
+    cert, key = self_signed(d)
+    log = d / "server.log"
+    with serving(home_path, cert, key, log, {"FABTRUST_KEYSTORE_PASSPHRASE": PASSPHRASE}) as port:
+        yield Server(port, cert, vkey, origin, size, log)
     assert PASSPHRASE not in log.read_text()
 
 

@@ -11,13 +11,19 @@ from fabtrust import __version__
 from fabtrust.api import errors
 from fabtrust.api.deps import Metrics
 from fabtrust.api.routers import est, health, log, pki
+from fabtrust.api.routers import station as station_api
 from fabtrust.errors import InvalidInput
 from fabtrust.home import Home
 
 
-def create_app(home: Home, *, trusted_proxies: Collection[str] = ()) -> FastAPI:
+def create_app(home: Home, *, trusted_proxies: Collection[str] = (), station: bool = False) -> FastAPI:
     """``trusted_proxies``: addresses of TLS-terminating proxies (nginx) whose forwarded client
     certificate headers the app reads (EST re-enrollment). Default: none, and the headers are ignored.
+
+    ``station``: also serve the factory station's line API (``/station``, unauthenticated until
+    access control: loopback or the mTLS proxy only). Its ``Station`` is made here, which opens the
+    key store: one instance for the app, since it keeps the outstanding challenges in memory and
+    the thread pool must not make a second. Default: the routes do not exist.
     """
     try:
         proxies = frozenset(ipaddress.ip_address(a) for a in trusted_proxies)
@@ -31,6 +37,8 @@ def create_app(home: Home, *, trusted_proxies: Collection[str] = ()) -> FastAPI:
     app.state.home = home
     app.state.trusted_proxies = proxies
     app.state.metrics = metrics = Metrics()
+    if station:
+        app.state.station = home.station
 
     @app.middleware("http")
     async def count(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -48,4 +56,6 @@ def create_app(home: Home, *, trusted_proxies: Collection[str] = ()) -> FastAPI:
     app.include_router(log.router)
     app.include_router(pki.router)
     app.include_router(est.router)
+    if station:
+        app.include_router(station_api.router)
     return app

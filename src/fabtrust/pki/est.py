@@ -59,7 +59,14 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 from sqlalchemy import insert, select, update
 
 from fabtrust.clock import Clock, rfc3339, system_clock
-from fabtrust.errors import FabtrustError, InvalidInput, NotAuthorised, NotFound, PolicyViolation
+from fabtrust.errors import (
+    FabtrustError,
+    InvalidInput,
+    NotAuthorised,
+    NotFound,
+    PayloadTooLarge,
+    PolicyViolation,
+)
 from fabtrust.pki.issuance import MAX_CSR_BYTES, NameRequest, load_csr
 from fabtrust.pki.profiles import Profiles
 from fabtrust.pki.service import AUDIT_PKI, CaRecord, Issued, PkiService, serial_hex
@@ -100,13 +107,6 @@ class EstUnauthorised(NotAuthorised):
 
     http_status = 401
     code = "unauthorised"
-
-
-class PayloadTooLarge(InvalidInput):
-    """A request body over the limit, refused before it is parsed."""
-
-    http_status = 413
-    code = "too_large"
 
 
 class UnsupportedMediaType(InvalidInput):

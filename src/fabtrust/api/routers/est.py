@@ -29,7 +29,7 @@ from starlette.concurrency import run_in_threadpool
 from fabtrust.api.deps import home_of
 from fabtrust.api.errors import REQUEST_ID, request_id
 from fabtrust.api.schemas import ERRORS, ErrorBody
-from fabtrust.errors import FabtrustError, NotAuthorised
+from fabtrust.errors import FabtrustError, NotAuthorised, PayloadTooLarge
 from fabtrust.pki.est import (
     CERTS_ONLY_TYPE,
     MAX_BODY_BYTES,
@@ -38,7 +38,6 @@ from fabtrust.pki.est import (
     EstService,
     EstTokens,
     EstUnauthorised,
-    PayloadTooLarge,
     encode_certs_only,
     parse_forwarded_certificate,
 )
