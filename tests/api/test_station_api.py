@@ -50,19 +50,8 @@ from tests.api.test_api import assert_error
 from tests.api.test_serve_tls import self_signed, serving, tool
 from tests.cli.result import environment, run_in_process
 from tests.fixtures.softhsm import SoftHsm
-from tests.production.test_run import (
-    CUSTODIANS,
-    DOMAIN,
-    IMAGE,
-    T0,
-    Clock,
-    Run,
-    counts,
-    enroll,
-    make_home,
-    never,
-    seal_for,
-)
+from tests.production.line import CUSTODIANS, IMAGE, Clock, enroll, found_product, make_home, never, seal_for
+from tests.production.test_run import T0, Run, counts
 from tests.production.test_run import run as run  # the production-run fixture (explicit re-export)
 
 pytestmark = pytest.mark.softhsm
@@ -107,20 +96,7 @@ def line(tmp_path_factory: pytest.TempPathFactory, softhsm: SoftHsm) -> Iterator
         clock=clock,
     )
     try:
-        oem.pki.init_root(
-            attributes={"commonName": "Acme Root CA", "organizationName": "Acme"},
-            custodians=CUSTODIANS,
-            threshold=2,
-            scrypt_n=2**14,
-        )
-        oem.production.create_product(
-            "widget",
-            description="Widget",
-            device_domain=DOMAIN,
-            vendor_roots=[vendor.root],
-            organization="Acme",
-        )
-        release = oem.production.create_release("widget", "1.0.0", IMAGE)
+        release = found_product(oem, vendor)
         enroll(oem, station, "line1")
         oem.production.create_order(
             ORDER,

@@ -30,23 +30,16 @@ from fabtrust.home import Home
 from fabtrust.production.station import Provisioned
 from fabtrust.store.tables import pki_certs, st_devices, st_packages
 from fabtrust.tlog.audit import AuditEntry
+from tests.production.line import (
+    Clock,
+    enroll,
+    found_product,
+    make_home,
+    never,
+    seal_for,
+)
 
 T0 = datetime(2031, 5, 4, 8, 0, 0, tzinfo=UTC)
-DOMAIN = "widget.devices.acme.example"
-CUSTODIANS = [(f"custodian-{i}", f"custodian-{i}-passphrase") for i in range(1, 4)]
-IMAGE = b"\x7fFWIMG placeholder firmware 1.0.0\n" * 64
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-def never() -> str:
-    raise AssertionError("a PIN was asked for")
 
 
 @dataclass
@@ -62,21 +55,6 @@ class Run:
         return self.vendor.make_chip()
 
 
-def make_home(path: Path, actor: str, clock: Clock) -> Home:
-    return Home.init(path, passphrase=lambda: f"{actor}-passphrase", pin=never, actor=actor, clock=clock)
-
-
-def enroll(oem: Home, station: Home, station_id: str) -> None:
-    request = station.station.enroll(station_id, organization="Acme")
-    station.station.install_certificate(oem.production.certify_station(request, organization="Acme"))
-
-
-def seal_for(oem: Home, station: Home, order_id: str, quota: int | None = None) -> bytes:
-    return oem.production.seal_package(
-        order_id, station.station.issuing_request(order_id), station_quota=quota
-    )
-
-
 @pytest.fixture
 def run(tmp_path: Path) -> Iterator[Run]:
     clock = Clock(T0)
@@ -84,16 +62,7 @@ def run(tmp_path: Path) -> Iterator[Run]:
     line1 = make_home(tmp_path / "line1", "operator-1", clock)
     line2 = make_home(tmp_path / "line2", "operator-2", clock)
     vendor = SiliconVendor("Trusted Silicon", now=T0 - timedelta(days=30))
-    oem.pki.init_root(
-        attributes={"commonName": "Acme Root CA", "organizationName": "Acme"},
-        custodians=CUSTODIANS,
-        threshold=2,
-        scrypt_n=2**14,
-    )
-    oem.production.create_product(
-        "widget", description="Widget", device_domain=DOMAIN, vendor_roots=[vendor.root], organization="Acme"
-    )
-    release = oem.production.create_release("widget", "1.0.0", IMAGE)
+    release = found_product(oem, vendor)
     enroll(oem, line1, "line1")
     enroll(oem, line2, "line2")
     end = T0 + timedelta(days=7)

@@ -21,13 +21,13 @@ from fabtrust.tlog import merkle
 from fabtrust.tlog.audit import AuditEntry
 from fabtrust.tlog.checkpoint import Checkpoint, open_checkpoint
 from fabtrust.tlog.export import verify_export, write_export
+from tests.production.line import found_product
 from tests.reliability.station_worker import PASSPHRASE_ENV, save_vendor
 
 REPO = Path(__file__).resolve().parents[2]
 ORDER = "po-rel"
 STATION_ID = "line1"
 STATION_PASSPHRASE = "station-passphrase"
-CUSTODIANS = [(f"custodian-{i}", f"custodian-{i}-passphrase") for i in range(1, 4)]
 IMAGE = b"\x7fFWIMG reliability firmware 1.0.0\n" * 64
 
 
@@ -59,20 +59,7 @@ def make_line(tmp_path: Path, quota: int, *, database: str | None = None) -> Lin
     vendor = SiliconVendor("Trusted Silicon", now=now - timedelta(days=1))
     vendor_state = tmp_path / "vendor.json"
     save_vendor(vendor, vendor_state)
-    oem.pki.init_root(
-        attributes={"commonName": "Acme Root CA", "organizationName": "Acme"},
-        custodians=CUSTODIANS,
-        threshold=2,
-        scrypt_n=2**14,
-    )
-    oem.production.create_product(
-        "widget",
-        description="Widget",
-        device_domain="widget.devices.acme.example",
-        vendor_roots=[vendor.root],
-        organization="Acme",
-    )
-    release = oem.production.create_release("widget", "1.0.0", IMAGE)
+    release = found_product(oem, vendor, image=IMAGE)
     station_path = tmp_path / "station"
     station = Home.init(
         station_path,
