@@ -46,6 +46,9 @@ for face in FACES:
         SUBSTRATE | set(DOMAIN_ORDER) | {"home", "device"} | ({"api", "web"} if face == "cli" else set())
     )
 ALLOWED["__init__"] = set()
+# Single modules a part may import from a part it may not otherwise use: the device reads the
+# firmware image format (a pure wire format over bytes), not the rest of ``firmware``.
+ALLOWED_MODULES: dict[str, set[str]] = {"device": {"fabtrust.firmware.image"}}
 
 
 def _modules() -> list[str]:
@@ -92,9 +95,24 @@ def test_imports_follow_the_dependency_direction(path: Path) -> None:
             if not target.startswith("fabtrust.") and target != "fabtrust":
                 continue
             used = _part(target)
-            if used in (part, "__init__"):
+            if used in (part, "__init__") or target in ALLOWED_MODULES.get(part, set()):
                 continue
             assert used in ALLOWED[part], f"{rel} imports {target}: {part} may not depend on {used}"
+
+
+def test_the_device_loads_nothing_it_may_not_use() -> None:
+    """The rule above checks each import; this checks what importing the device really loads (a
+    package's ``__init__`` included), so that ``fabtrust.firmware`` cannot drag its domain in."""
+    code = "import sys, fabtrust.device.agent, fabtrust.device.boot, fabtrust.device.vendor\n" + (
+        "print('\\n'.join(m for m in sys.modules if m.startswith('fabtrust.')))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    allowed = {f"fabtrust.{p}" for p in ALLOWED["device"] | {"device"}} | ALLOWED_MODULES["device"]
+    loaded = set(result.stdout.split())
+    strays = {m for m in loaded if not any(m == a or m.startswith(a + ".") for a in allowed)}
+    assert strays <= {"fabtrust.firmware"}, f"the device loads {sorted(strays)}"
+    assert "fabtrust.firmware.image" in loaded
 
 
 def test_the_package_is_typed() -> None:

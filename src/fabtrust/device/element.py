@@ -5,7 +5,8 @@ What the model promises, and what the tests hold it to:
 * Private keys are generated inside the element, in named slots, and never leave it: no method
   returns one, ``repr`` shows only public facts and the element refuses to be pickled or copied.
   A slot, once written, is locked.
-* Counters only go up (there is no setter); OTP rows are write-once.
+* Counters only go up (no setter, no decrement: :meth:`advance` refuses a lower value); OTP rows
+  are write-once.
 * Sealed storage is AES-256-GCM under a chip-unique key held inside the element; the ciphertexts
   are kept apart, as flash would hold them, and each is bound to its name.
 * Flash is plain, rewritable storage outside the trust boundary.
@@ -211,6 +212,20 @@ class SecureElement:
             raise PolicyViolation(f"counter {name!r} is exhausted")
         self._counters[name] = value + 1
         return value + 1
+
+    def advance(self, name: str, value: int) -> int:
+        """Raise counter ``name`` to ``value`` and return it, in one step: the same value is a no-op,
+        a lower one is refused. The monotonic "set" a bootloader's security counter needs (TF-M's
+        ``tfm_plat_set_nv_counter``, behind MCUboot's ``boot_nv_security_counter_update``), which
+        would otherwise take up to 2**32 increments."""
+        current = self.counter(name)
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_COUNTER:
+            raise InvalidInput(f"a counter value must be an integer from 0 to {MAX_COUNTER}")
+        if value < current:
+            raise PolicyViolation(f"counter {name!r} is at {current}: it cannot go down to {value}")
+        if value > current:
+            self._counters[name] = value
+        return value
 
     def counter_names(self) -> frozenset[str]:
         return frozenset(self._counters)
