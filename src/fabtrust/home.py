@@ -31,6 +31,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from fabtrust.clock import Clock, rfc3339, system_clock
 from fabtrust.crypto.keys import KeyType, KeyUsage, load_public_key
 from fabtrust.errors import Conflict, FabtrustError, InvalidInput, NotAuthorised, NotFound, Unavailable
+from fabtrust.firmware.releases import ReleaseService
+from fabtrust.firmware.updates import UpdateRepository
 from fabtrust.keystore.base import KeyStore
 from fabtrust.keystore.service import KeyEvent, KeyService
 from fabtrust.keystore.soft import SoftKeyStore
@@ -178,6 +180,7 @@ class Home:
         self._pki: PkiService | None = None
         self._production: ProductionService | None = None
         self._station: Station | None = None
+        self._updates: UpdateRepository | None = None
 
     # -- opening ---------------------------------------------------------------------------------
 
@@ -353,8 +356,24 @@ class Home:
         return self._station
 
     @property
+    def updates(self) -> UpdateRepository:
+        """The signed-update repository (TUF). Serving it reads the store only; publishing, refreshing
+        and rotating open the key store (role keys sign)."""
+        if self._updates is None:
+            self._updates = UpdateRepository(
+                self.store, self.keystore, self.audit, actor=self.actor, clock=self.clock
+            )
+        return self._updates
+
+    @property
     def reconciler(self) -> Reconciler:
         return Reconciler(self.store, self.audit, self.pki, actor=self.actor, clock=self.clock)
+
+    @property
+    def releases(self) -> ReleaseService:
+        """Firmware releases: signers, k-of-n approval, SBOMs, published images. Reading needs no
+        secret; signers, approvals and publication open the key store."""
+        return ReleaseService(self.store, self.keystore, self.audit, actor=self.actor, clock=self.clock)
 
     @property
     def keys(self) -> KeyService:

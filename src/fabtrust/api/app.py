@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request, Response
 from fabtrust import __version__
 from fabtrust.api import errors
 from fabtrust.api.deps import Metrics
-from fabtrust.api.routers import est, health, log, pki
+from fabtrust.api.routers import est, health, log, pki, updates
 from fabtrust.api.routers import station as station_api
 from fabtrust.errors import InvalidInput
 from fabtrust.home import Home
@@ -56,6 +56,7 @@ def create_app(home: Home, *, trusted_proxies: Collection[str] = (), station: bo
     app.include_router(log.router)
     app.include_router(pki.router)
     app.include_router(est.router)
+    app.include_router(updates.router)
     if station:
         app.include_router(station_api.router)
     return app

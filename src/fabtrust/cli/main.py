@@ -18,6 +18,7 @@ from fabtrust.cli import (
     cert,
     demo,
     est,
+    firmware,
     init,
     keys,
     log,
@@ -80,6 +81,7 @@ app.add_typer(vendor.app, name="vendor")
 app.add_typer(product.app, name="product")
 app.add_typer(station.app, name="station")
 app.add_typer(order.app, name="order")
+app.add_typer(firmware.app, name="firmware")
 reconcile.register(app)
 serve.register(app)
 demo.register(app)

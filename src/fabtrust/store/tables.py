@@ -332,3 +332,104 @@ st_devices = Table(
     Column("created_at", UtcDateTime(), nullable=False),
     UniqueConstraint("order_id", "seq", name="uq_st_devices_order_id"),
 )
+
+# -- firmware: the signed-update repository (TUF, issue 5) ----------------------------------------
+# Every version of every role's metadata is kept, as the exact bytes that were signed and are
+# served (consistent snapshots: clients fetch ``<version>.<role>.json``); targets are kept by name
+# and SHA-256, so a blob an older snapshot names stays available. Which key-store key holds each
+# TUF key, and each role's expiry period, are the repository's own configuration.
+
+tuf_metadata = Table(
+    "tuf_metadata",
+    metadata,
+    Column("role", String(16), primary_key=True),  # root | targets | snapshot | timestamp
+    Column("version", BigInteger, primary_key=True, autoincrement=False),
+    Column("body", LargeBinary, nullable=False),  # the signed metadata, as served
+    Column("expires_at", UtcDateTime(), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    sqlite_with_rowid=False,
+)
+
+tuf_targets = Table(
+    "tuf_targets",
+    metadata,
+    Column("name", String(255), primary_key=True),  # the TUF target path
+    Column("sha256", String(64), primary_key=True),
+    Column("length", BigInteger, nullable=False),
+    Column("blob", LargeBinary, nullable=False),  # custom metadata is in the signed targets metadata
+    Column("created_at", UtcDateTime(), nullable=False),
+)
+
+tuf_keys = Table(
+    "tuf_keys",
+    metadata,
+    Column("keyid", String(64), primary_key=True),  # the TUF key id (SHA-256 of the key's canonical JSON)
+    Column("key_uri", String(512), nullable=False),  # where the private key lives (key store URI)
+    Column("created_at", UtcDateTime(), nullable=False),
+)
+
+tuf_roles = Table(
+    "tuf_roles",
+    metadata,
+    Column("role", String(16), primary_key=True),
+    Column("expiry_seconds", BigInteger, nullable=False),  # each new version expires this long after
+    Column("updated_at", UtcDateTime(), nullable=False),
+)
+
+# -- firmware: release signers, approval policies, class keys and releases (issue 5) --------------
+# A release keeps its statement (the canonical JSON the signers approve), the one DSSE envelope that
+# collects their signatures, the firmware body and SBOM it names, and, once published, the signed and
+# encrypted MCUboot image. ``seq`` orders a product's published releases: the highest is current.
+
+fw_signers = Table(
+    "fw_signers",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("key_uri", String(512), nullable=False),
+    Column("key_id", String(64), nullable=False, unique=True),  # SHA-256 of the SPKI: the DSSE keyid
+    Column("public_key", LargeBinary, nullable=False),  # SPKI DER: approvals verify without the key store
+    Column("status", String(16), nullable=False),  # active | revoked
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("revoked_at", UtcDateTime(), nullable=True),
+)
+
+fw_policies = Table(
+    "fw_policies",
+    metadata,
+    Column("product", String(40), ForeignKey("prod_products.name"), primary_key=True),
+    Column("threshold", Integer, nullable=False),  # k: distinct active signers a release needs
+    Column("updated_at", UtcDateTime(), nullable=False),
+)
+
+fw_class_keys = Table(
+    "fw_class_keys",
+    metadata,
+    Column("product", String(40), ForeignKey("prod_products.name"), primary_key=True),
+    Column("public_key", LargeBinary, nullable=False),  # SPKI DER: images are encrypted to it
+    Column("sealed_private", LargeBinary, nullable=False),  # PKCS#8, HPKE-sealed to the wrap key
+    Column("wrap_key_uri", String(512), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+)
+
+fw_releases = Table(
+    "fw_releases",
+    metadata,
+    Column("release_id", String(96), primary_key=True),
+    Column("product", String(40), ForeignKey("prod_products.name"), nullable=False),
+    Column("version", String(40), nullable=False),
+    Column("security_counter", BigInteger, nullable=False),
+    Column("kind", String(16), nullable=False),  # release | rollback
+    Column("statement", LargeBinary, nullable=False),  # canonical JSON, fabtrust.firmware-release/v1
+    Column("approvals", LargeBinary, nullable=True),  # the DSSE envelope; None before the first
+    Column("body", LargeBinary, nullable=False),
+    Column("sbom", LargeBinary, nullable=False),  # CycloneDX 1.6 JSON
+    Column("state", String(16), nullable=False),  # draft | published ("approved" is computed)
+    Column("seq", Integer, nullable=True),  # set at publication
+    Column("image", LargeBinary, nullable=True),  # the signed, encrypted MCUboot image
+    Column("image_sha256", String(64), nullable=True),
+    Column("created_by", String(128), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("published_by", String(128), nullable=True),
+    Column("published_at", UtcDateTime(), nullable=True),
+    UniqueConstraint("product", "seq", name="uq_fw_releases_product"),
+)
