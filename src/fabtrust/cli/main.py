@@ -27,6 +27,7 @@ from fabtrust.cli import (
     reconcile,
     serve,
     station,
+    updates,
     vendor,
 )
 from fabtrust.cli.context import Options, err_console
@@ -82,6 +83,7 @@ app.add_typer(product.app, name="product")
 app.add_typer(station.app, name="station")
 app.add_typer(order.app, name="order")
 app.add_typer(firmware.app, name="firmware")
+app.add_typer(updates.app, name="updates")
 reconcile.register(app)
 serve.register(app)
 demo.register(app)
