@@ -873,3 +873,71 @@ def test_the_reference_device_boots_published_releases_and_refuses_a_rollback_up
     assert again.update_refusal is not None
     assert "rollback" in again.update_refusal.reason
     assert again.version == ImageVersion(2, 0, 0)
+
+
+# -- the firmware key in an HSM ------------------------------------------------------------------------
+
+
+@pytest.mark.softhsm
+def test_an_oem_home_on_softhsm2_signs_the_published_image_in_the_token(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """The firmware key never leaves the token: the image's SHA-256 is signed there (prehashed ECDSA
+    through ``KeyStore.sign_digest``), and the image verifies under the key devices trust."""
+    from fabtrust.keystore.pkcs11 import Pkcs11KeyStore
+    from tests.fixtures.softhsm import HsmToken
+
+    token: HsmToken = request.getfixturevalue("hsm_token")
+    home = Home.init(
+        tmp_path / "oem-hsm",
+        keystore=f"pkcs11:token={token.label}",
+        passphrase=_never,
+        pin=lambda: token.pin,
+        actor="oem-admin",
+        clock=Clock(T0),
+    )
+    try:
+        vendor = SiliconVendor("Trusted Silicon", now=T0 - timedelta(days=30))
+        home.pki.init_root(
+            attributes={"commonName": "Acme Root CA", "organizationName": "Acme"},
+            custodians=[("custodian-1", "custodian-1-words"), ("custodian-2", "custodian-2-words")],
+            threshold=2,
+            scrypt_n=2**14,
+        )
+        home.production.create_product(
+            "widget", description="Widget", device_domain="widget.example", vendor_roots=[vendor.root]
+        )
+        for name in ("alice", "bob"):
+            home.releases.add_signer(name)
+        home.releases.set_policy("widget", 2)
+        oem = Oem(home, home.releases)
+
+        store = home.keystore()
+        assert isinstance(store, Pkcs11KeyStore)
+        assert not hasattr(store, "in_process_signing_key")  # no private key object to sign with
+        firmware = oem.releases.firmware_key()
+        assert firmware.uri.startswith(f"pkcs11:token={token.label};")
+        assert firmware.key_type is KeyType.P256
+
+        published(oem, "1.0.0", 3, BODY_1)
+        entry = oem.last()
+        assert (entry.action, entry.outcome) == ("release.publish", Outcome.OK)
+        assert entry.details["key_id"] == firmware.key_id
+        image = oem.releases.image("widget-1.0.0")
+        parsed = Image.parse(image)
+        assert [(s.key_type, s.signature_type) for s in parsed.signatures] == [
+            (TlvType.PUBKEY, TlvType.ECDSA_SIG)
+        ]
+        fw = firmware_public(oem)
+        for trusted in (fw, key_hash(fw)):
+            verified = verify_image(image, trusted_keys=[trusted], decryption_key=class_key(oem))
+            assert (verified.version, verified.security_counter) == (ImageVersion(1, 0, 0), 3)
+            assert bytes(verified.body[: len(BODY_1)]) == BODY_1
+        with pytest.raises(VerificationFailed):
+            verify_image(
+                image,
+                trusted_keys=[ec.generate_private_key(ec.SECP256R1()).public_key()],
+                decryption_key=class_key(oem),
+            )
+    finally:
+        home.close()

@@ -11,7 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, x25519
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from fabtrust.crypto import hpke
 from fabtrust.crypto.keys import KeyType, KeyUsage, key_type_of, load_public_key, spki_der, verify_signature
@@ -41,10 +44,25 @@ KINDS = [
     ("p384-agree", KeyType.P384, KeyUsage.AGREE),
 ]
 SIGNING = [pytest.param(label, id=label) for label, _, usage in KINDS if usage is KeyUsage.SIGN]
+ECDSA_HASHES: dict[KeyType, type[hashes.HashAlgorithm]] = {
+    KeyType.P256: hashes.SHA256,
+    KeyType.P384: hashes.SHA384,
+}
+ECDSA_SIGNING = [
+    pytest.param(label, id=label)
+    for label, kt, usage in KINDS
+    if usage is KeyUsage.SIGN and kt in ECDSA_HASHES
+]
 AGREEING = [pytest.param(label, id=label) for label, _, usage in KINDS if usage is KeyUsage.AGREE]
 # Long enough that a message sealed to a P-256 key is not "truncated" for a P-384 key.
 SECRET = b"device-class secret " * 4
 CURVES: dict[KeyType, ec.EllipticCurve] = {KeyType.P256: ec.SECP256R1(), KeyType.P384: ec.SECP384R1()}
+
+
+def _digest(hash_type: type[hashes.HashAlgorithm], data: bytes) -> bytes:
+    h = hashes.Hash(hash_type())
+    h.update(data)
+    return h.finalize()
 
 
 @dataclass(frozen=True)
@@ -141,7 +159,12 @@ def test_lifecycle(empty: Backend) -> None:
 
     store.close()
     store.close()  # idempotent
-    for use in (store.list, lambda: store.get(created[0].uri), lambda: store.sign(created[0].uri, b"m")):
+    for use in (
+        store.list,
+        lambda: store.get(created[0].uri),
+        lambda: store.sign(created[0].uri, b"m"),
+        lambda: store.sign_digest(created[0].uri, bytes(32)),
+    ):
         with pytest.raises(Unavailable, match="closed"):
             use()
 
@@ -168,6 +191,52 @@ def test_sign_verify(seeded: Seeded, label: str) -> None:
     other = seeded.keys["p384-sign" if label != "p384-sign" else "p256-sign"]
     with pytest.raises(VerificationFailed):
         verify_signature(other.public_key_der, b"production record 42", first)
+
+
+@pytest.mark.parametrize("label", ECDSA_SIGNING)
+def test_sign_digest_verifies_as_prehashed_ecdsa(seeded: Seeded, label: str) -> None:
+    info = seeded.keys[label]
+    public = load_public_key(info.public_key_der)
+    assert isinstance(public, ec.EllipticCurvePublicKey)
+    hash_type = ECDSA_HASHES[info.key_type]
+    digest = _digest(hash_type, b"mcuboot image header || body || protected TLVs")
+    prehashed = ec.ECDSA(Prehashed(hash_type()))
+
+    signature = seeded.store.sign_digest(info.uri, digest)
+    public.verify(signature, digest, prehashed)
+    # The same ECDSA: a signed digest is a signature over the message it was hashed from.
+    verify_signature(info.public_key_der, b"mcuboot image header || body || protected TLVs", signature)
+    # Any digest-sized value is signed as given, not hashed again.
+    arbitrary = bytes(range(hash_type.digest_size))
+    public.verify(seeded.store.sign_digest(info.uri, arbitrary), arbitrary, prehashed)
+    for wrong in (bytes([digest[0] ^ 1]) + digest[1:], _digest(hash_type, digest)):
+        with pytest.raises(InvalidSignature):
+            public.verify(signature, wrong, prehashed)
+    other = load_public_key(seeded.keys["p384-sign" if label != "p384-sign" else "p256-sign"].public_key_der)
+    assert isinstance(other, ec.EllipticCurvePublicKey)
+    with pytest.raises(InvalidSignature):
+        other.verify(signature, digest, prehashed)
+
+
+SIGN_DIGEST_REFUSALS = [
+    pytest.param("p256-sign", bytes(48), "32-byte SHA-256 digest, not 48 bytes", id="p256/sha384-length"),
+    pytest.param("p256-sign", bytes(31), "32-byte SHA-256 digest, not 31 bytes", id="p256/short"),
+    pytest.param("p256-sign", bytes(33), "32-byte SHA-256 digest, not 33 bytes", id="p256/long"),
+    pytest.param("p256-sign", b"", "32-byte SHA-256 digest, not 0 bytes", id="p256/empty"),
+    pytest.param("p384-sign", bytes(32), "48-byte SHA-384 digest, not 32 bytes", id="p384/sha256-length"),
+    pytest.param("p384-sign", bytes(64), "48-byte SHA-384 digest, not 64 bytes", id="p384/sha512-length"),
+    pytest.param("ed-sign", bytes(32), "ed25519 key has no prehashed signing", id="ed25519/32-bytes"),
+    pytest.param("ed-sign", bytes(64), "ed25519 key has no prehashed signing", id="ed25519/64-bytes"),
+    pytest.param("p256-agree", bytes(32), "cannot sign", id="p256-agree/usage"),
+    pytest.param("p256-sign", "0" * 32, "must be bytes", id="p256/str"),
+]
+
+
+@pytest.mark.parametrize(("label", "digest", "match"), SIGN_DIGEST_REFUSALS)
+def test_sign_digest_refusals(seeded: Seeded, label: str, digest: bytes, match: str) -> None:
+    with pytest.raises(InvalidInput, match=match) as err:
+        seeded.store.sign_digest(seeded.uri(label), digest)
+    assert type(err.value) is InvalidInput
 
 
 @pytest.mark.parametrize("label", AGREEING)
@@ -277,6 +346,13 @@ REFUSALS = [
     ),
     pytest.param(lambda s: s.store.get(s.uri("nope")), NotFound, id="unknown/get"),
     pytest.param(lambda s: s.store.sign(s.uri("nope"), b"m"), NotFound, id="unknown/sign"),
+    pytest.param(lambda s: s.store.sign_digest(s.uri("nope"), bytes(32)), NotFound, id="unknown/sign-digest"),
+    pytest.param(
+        lambda s: s.store.sign_digest(s.uri("p256-sign"), bytes(48)), InvalidInput, id="sign-digest/length"
+    ),
+    pytest.param(
+        lambda s: s.store.sign_digest(s.uri("ed-sign"), bytes(32)), InvalidInput, id="sign-digest/ed25519"
+    ),
     pytest.param(lambda s: s.store.exchange(s.uri("nope"), P256_PEER()), NotFound, id="unknown/exchange"),
     pytest.param(lambda s: s.store.hpke_open(s.uri("nope"), b"x" * 200, b""), NotFound, id="unknown/hpke"),
     pytest.param(lambda s: s.store.destroy(s.uri("nope")), NotFound, id="unknown/destroy"),

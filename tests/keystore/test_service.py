@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -95,6 +96,18 @@ def test_sign(service: KeyService, recorder: Recorder, seeded: Seeded) -> None:
     assert recorder.events == [KeyEvent("key.sign", info.uri, info.key_id, PURPOSE, "ok")]
 
 
+def test_sign_digest_is_recorded_as_a_signature(
+    service: KeyService, recorder: Recorder, seeded: Seeded
+) -> None:
+    info = seeded.keys["sign"]
+    digest = hashlib.sha256(MESSAGE).digest()
+    signature = service.sign_digest(info.uri, digest, purpose="sign MCUboot image widget-1.0.0")
+    verify_signature(info.public_key_der, MESSAGE, signature)  # ECDSA-SHA256 over the message
+    assert recorder.events == [
+        KeyEvent("key.sign", info.uri, info.key_id, "sign MCUboot image widget-1.0.0", "ok")
+    ]
+
+
 def test_exchange(service: KeyService, recorder: Recorder, seeded: Seeded) -> None:
     info = seeded.keys["agree"]
     peer = ec.generate_private_key(ec.SECP256R1())
@@ -155,6 +168,24 @@ REFUSALS = [
         InvalidInput,
         ("key.sign", "soft:bad/label", None),
         id="sign/invalid-uri",
+    ),
+    pytest.param(
+        lambda k, s: k.sign_digest(s.keys["sign"].uri, bytes(48), purpose=PURPOSE),
+        InvalidInput,
+        ("key.sign", soft_uri("sign"), "sign"),
+        id="sign-digest/wrong-length",
+    ),
+    pytest.param(
+        lambda k, s: k.sign_digest(s.keys["agree"].uri, bytes(32), purpose=PURPOSE),
+        InvalidInput,
+        ("key.sign", soft_uri("agree"), "agree"),
+        id="sign-digest/wrong-usage",
+    ),
+    pytest.param(
+        lambda k, s: k.sign_digest(soft_uri("nope"), bytes(32), purpose=PURPOSE),
+        NotFound,
+        ("key.sign", soft_uri("nope"), None),
+        id="sign-digest/unknown-key",
     ),
     pytest.param(
         lambda k, s: k.exchange(s.keys["sign"].uri, p256_peer(), purpose=PURPOSE),
@@ -286,6 +317,7 @@ PURPOSE_ACTIONS = [
         lambda k, s, p: k.generate("never-made", KeyType.P256, KeyUsage.SIGN, purpose=p), id="generate"
     ),
     pytest.param(lambda k, s, p: k.sign(s.keys["sign"].uri, MESSAGE, purpose=p), id="sign"),
+    pytest.param(lambda k, s, p: k.sign_digest(s.keys["sign"].uri, bytes(32), purpose=p), id="sign-digest"),
     pytest.param(lambda k, s, p: k.exchange(s.keys["agree"].uri, p256_peer(), purpose=p), id="exchange"),
     pytest.param(
         lambda k, s, p: k.hpke_open(s.keys["x-agree"].uri, _sealed_for("x-agree")(s), INFO, purpose=p),

@@ -128,6 +128,20 @@ def test_sign(seeded: Seeded, label: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("label", "size"),
+    [
+        pytest.param("mldsa-sign", 32, id="mldsa65"),
+        pytest.param("ed-sign", 32, id="ed25519"),
+        pytest.param("x25519-agree", 32, id="x25519-agree"),
+    ],
+)
+def test_sign_digest_is_ecdsa_only(seeded: Seeded, label: str, size: int) -> None:
+    """The software-only key types have no prehashed signing either (the contract covers ECDSA)."""
+    with pytest.raises(InvalidInput, match=r"no prehashed signing|cannot sign"):
+        seeded.store.sign_digest(seeded.keys[label].uri, bytes(size))
+
+
+@pytest.mark.parametrize(
     "label", [pytest.param(label, id=label) for label, _, usage in KINDS if usage is KeyUsage.AGREE]
 )
 def test_exchange_and_hpke(seeded: Seeded, label: str) -> None:

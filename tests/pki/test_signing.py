@@ -10,6 +10,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.x509.oid import NameOID
 
 from fabtrust.crypto.keys import KeyType, KeyUsage
@@ -68,3 +69,67 @@ def test_soft_signing_keys_only(tmp_path: Path) -> None:
     info = store.generate("agree", KeyType.P256, KeyUsage.AGREE)
     with pytest.raises(InvalidInput, match="cannot sign"):
         ca_private_key(store, info)
+
+
+PREHASHED_HASHES = [
+    pytest.param(KeyType.P256, hashes.SHA256, id="p256"),
+    pytest.param(KeyType.P384, hashes.SHA384, id="p384"),
+]
+
+
+@pytest.mark.parametrize(("key_type", "hash_type"), PREHASHED_HASHES)
+def test_a_stand_in_signs_a_prehashed_digest_in_the_store(
+    pkcs11_keystore: KeyStore, key_type: KeyType, hash_type: type[hashes.HashAlgorithm]
+) -> None:
+    """What MCUboot image signing asks of the key: ECDSA over a digest it hashed itself."""
+    info = pkcs11_keystore.generate(f"fw-{key_type.value}", key_type, KeyUsage.SIGN)
+    key = ca_private_key(pkcs11_keystore, info)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    h = hashes.Hash(hash_type())
+    h.update(b"image header || body || protected TLVs")
+    digest = h.finalize()
+    signature = key.sign(digest, ec.ECDSA(Prehashed(hash_type())))
+    key.public_key().verify(signature, digest, ec.ECDSA(Prehashed(hash_type())))
+    # the message form still signs the message
+    message_signature = key.sign(b"tbs", ec.ECDSA(hash_type()))
+    key.public_key().verify(message_signature, b"tbs", ec.ECDSA(hash_type()))
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "data", "match"),
+    [
+        pytest.param(
+            ec.ECDSA(Prehashed(hashes.SHA384())),
+            bytes(48),
+            "signs with ECDSA and sha256",
+            id="prehashed-sha384",
+        ),
+        pytest.param(
+            ec.ECDSA(Prehashed(hashes.SHA3_256())),
+            bytes(32),
+            "signs with ECDSA and sha256",
+            id="prehashed-sha3",
+        ),
+        pytest.param(
+            ec.ECDSA(Prehashed(hashes.SHA512_256())),
+            bytes(32),
+            "signs with ECDSA and sha256",
+            id="prehashed-sha512-256",
+        ),
+        pytest.param(
+            ec.ECDSA(Prehashed(hashes.SHA256())), bytes(31), "32-byte SHA-256 digest", id="prehashed-short"
+        ),
+        pytest.param(ec.ECDSA(hashes.SHA3_256()), b"tbs", "signs with ECDSA and sha256", id="message-sha3"),
+        pytest.param(
+            ec.ECDSA(hashes.SHA256(), deterministic_signing=True), b"tbs", "deterministic", id="deterministic"
+        ),
+    ],
+)
+def test_a_stand_in_refuses_other_prehashed_forms(
+    pkcs11_keystore: KeyStore, algorithm: ec.ECDSA, data: bytes, match: str
+) -> None:
+    info = pkcs11_keystore.generate("fw-p256", KeyType.P256, KeyUsage.SIGN)
+    key = ca_private_key(pkcs11_keystore, info)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    with pytest.raises(InvalidInput, match=match):
+        key.sign(data, algorithm)

@@ -960,16 +960,9 @@ class ReleaseService:
 
     def _image_signing_key(self, firmware: KeyInfo) -> Any:
         """The firmware key as the private-key object ``sign_image`` calls: the key itself where the
-        key store keeps keys in this process, else a stand-in signing in the key store (HSM)."""
-        in_process = getattr(self._keystore, "in_process_signing_key", None) is not None
-        if not in_process and firmware.key_type is KeyType.P256:
-            # sign_image signs the image digest as ECDSA over a prehashed SHA-256, and the key-store
-            # interface signs messages (hashing them itself): an HSM-held P-256 key cannot sign an
-            # MCUboot image until the key store offers prehashed signing.
-            raise Unavailable(
-                "this key store cannot sign MCUboot images with a P-256 key (it offers no prehashed "
-                "ECDSA signing); use a software key store or an Ed25519 firmware key"
-            )
+        key store keeps keys in this process, else a stand-in signing in the key store (HSM). A P-256
+        stand-in signs the image's SHA-256 with ``KeyStore.sign_digest`` (ECDSA over a prehashed
+        SHA-256, as MCUboot defines it); an Ed25519 one signs the digest as the message."""
         return ca_private_key(self._keystore, firmware)
 
     # -- reading -----------------------------------------------------------------------------------

@@ -66,6 +66,15 @@ class KeyStore(Protocol):
         """Sign ``message`` (see ``fabtrust.crypto.keys`` for encodings). Needs usage ``sign``."""
         ...
 
+    def sign_digest(self, uri: str, digest: bytes) -> bytes:
+        """ECDSA-sign a precomputed ``digest`` (DER Ecdsa-Sig-Value, as ``sign``). Needs usage ``sign``.
+
+        For callers whose format defines the signature over a hash they compute themselves (MCUboot
+        signs SHA-256 of the image). The digest must be the key's own hash length (see
+        :func:`check_ecdsa_digest`); an Ed25519 key has no prehashed form and is refused.
+        """
+        ...
+
     def exchange(self, uri: str, peer_public_key_der: bytes) -> bytes:
         """ECDH/X25519 shared secret with a peer's DER SubjectPublicKeyInfo. Needs usage ``agree``."""
         ...
@@ -81,6 +90,36 @@ class KeyStore(Protocol):
     def close(self) -> None:
         """Release sessions and wipe cached key handles."""
         ...
+
+
+# The hash each ECDSA key type signs with (``fabtrust.crypto.keys.ecdsa_digest``) and its digest size.
+_ECDSA_DIGEST_SIZE: dict[KeyType, tuple[str, int]] = {
+    KeyType.P256: ("SHA-256", 32),
+    KeyType.P384: ("SHA-384", 48),
+}
+
+
+def check_ecdsa_digest(key_type: KeyType, digest: bytes) -> bytes:
+    """``digest`` if a ``key_type`` key may sign it prehashed (``KeyStore.sign_digest``); else InvalidInput.
+
+    P-256 keys sign a 32-byte SHA-256 digest and P-384 keys a 48-byte SHA-384 digest, the hashes
+    they use for messages. Ed25519 (RFC 8032 pure) and ML-DSA have no prehashed form here: a format
+    that signs a digest with them (MCUboot's Ed25519) signs it as the message, with ``sign``.
+    """
+    if not isinstance(digest, bytes):
+        raise InvalidInput("the digest to sign must be bytes")
+    expected = _ECDSA_DIGEST_SIZE.get(key_type)
+    if expected is None:
+        raise InvalidInput(
+            f"a {key_type.value} key has no prehashed signing: only ECDSA keys sign a digest "
+            "(sign the message itself)"
+        )
+    name, size = expected
+    if len(digest) != size:
+        raise InvalidInput(
+            f"a {key_type.value} key signs a {size}-byte {name} digest, not {len(digest)} bytes"
+        )
+    return digest
 
 
 # --- optional capability: importing a private key ------------------------------------------------

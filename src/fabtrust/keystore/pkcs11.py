@@ -18,6 +18,9 @@ Mechanisms (SoftHSM 2.6 has no CKM_ECDSA_SHA256):
 | ecdsa-p*   |                             | agree: CKM_ECDH1_DERIVE, KDF NULL (the x-coordinate)  |
 | ed25519    | CKM_EC_EDWARDS_KEY_PAIR_GEN | sign: CKM_EDDSA over the message (RFC 8032 pure)      |
 
+``sign_digest`` takes the same CKM_ECDSA path with a digest the caller hashed (32 bytes for P-256,
+48 for P-384); Ed25519 has no prehashed form and is refused.
+
 ML-DSA-65 and X25519 are refused: the backend does not implement them (SoftHSM 2.6 offers neither
 ML-DSA nor CKK_EC_MONTGOMERY).
 
@@ -65,7 +68,13 @@ from fabtrust.crypto.keys import (
     spki_der,
 )
 from fabtrust.errors import Conflict, FabtrustError, InvalidInput, NotAuthorised, NotFound, Unavailable
-from fabtrust.keystore.base import LABEL_RE, KeyInfo, check_label, load_pkcs8_private_key
+from fabtrust.keystore.base import (
+    LABEL_RE,
+    KeyInfo,
+    check_ecdsa_digest,
+    check_label,
+    load_pkcs8_private_key,
+)
 from fabtrust.keystore.uri import Pkcs11Uri, key_uri, parse_pkcs11_uri
 
 DEFAULT_MODULE_PATH = "/usr/lib/softhsm/libsofthsm2.so"
@@ -497,16 +506,18 @@ class Pkcs11KeyStore:
         label, key_id = self._resolve(uri)
         with self._lock:
             self._check_open()
-            private = self._private_key(label, key_id)
-            if private.usage is not KeyUsage.SIGN:
-                raise InvalidInput(f"key {label!r} is a key-agreement key and cannot sign")
-            signer = cast(SignMixin, private.obj)
-            with _library_call("signing"):
-                if private.key_type is KeyType.ED25519:
-                    return signer.sign(message, mechanism=Mechanism.EDDSA)
-                raw = signer.sign(ecdsa_digest(private.key_type, message), mechanism=Mechanism.ECDSA)
-        # PKCS#11 returns r || s; X.509 and cryptography want Ecdsa-Sig-Value (RFC 3279 2.2.3).
-        return encode_ecdsa_signature(raw)
+            private = self._signing_key(label, key_id)
+            if private.key_type is KeyType.ED25519:
+                with _library_call("signing"):
+                    return cast(SignMixin, private.obj).sign(message, mechanism=Mechanism.EDDSA)
+            return self._ecdsa(private, ecdsa_digest(private.key_type, message))
+
+    def sign_digest(self, uri: str, digest: bytes) -> bytes:
+        label, key_id = self._resolve(uri)
+        with self._lock:
+            self._check_open()
+            private = self._signing_key(label, key_id)
+            return self._ecdsa(private, check_ecdsa_digest(private.key_type, digest))
 
     def exchange(self, uri: str, peer_public_key_der: bytes) -> bytes:
         label, key_id = self._resolve(uri)
@@ -714,6 +725,19 @@ class Pkcs11KeyStore:
         if len(found) > 1:
             raise Conflict(f"more than one key is labelled {label!r} on PKCS#11 token {self._token_label!r}")
         return self._describe(found[0])
+
+    def _signing_key(self, label: str, key_id: bytes | None) -> _PrivateKey:
+        private = self._private_key(label, key_id)
+        if private.usage is not KeyUsage.SIGN:
+            raise InvalidInput(f"key {label!r} is a key-agreement key and cannot sign")
+        return private
+
+    def _ecdsa(self, private: _PrivateKey, digest: bytes) -> bytes:
+        """CKM_ECDSA over a digest hashed on the host (the caller checked its length), as DER."""
+        with _library_call("signing"):
+            raw = cast(SignMixin, private.obj).sign(digest, mechanism=Mechanism.ECDSA)
+        # PKCS#11 returns r || s; X.509 and cryptography want Ecdsa-Sig-Value (RFC 3279 2.2.3).
+        return encode_ecdsa_signature(raw)
 
     def _describe(self, obj: Object) -> _PrivateKey:
         with _library_call("attribute read"):

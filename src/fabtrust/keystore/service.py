@@ -109,6 +109,10 @@ class KeyService:
     def sign(self, uri: str, message: bytes, *, purpose: str) -> bytes:
         return self._run("key.sign", self._subject(uri), purpose, lambda: self.store.sign(uri, message))
 
+    def sign_digest(self, uri: str, digest: bytes, *, purpose: str) -> bytes:
+        """ECDSA over a precomputed digest; recorded as ``key.sign`` like any other signature."""
+        return self._run("key.sign", self._subject(uri), purpose, lambda: self.store.sign_digest(uri, digest))
+
     def exchange(self, uri: str, peer_public_key_der: bytes, *, purpose: str) -> bytes:
         return self._run(
             "key.exchange", self._subject(uri), purpose, lambda: self.store.exchange(uri, peer_public_key_der)

@@ -25,8 +25,9 @@ from pathlib import Path
 from typing import Any, TypeGuard
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, x25519
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
@@ -46,13 +47,18 @@ from fabtrust.crypto.keys import (
     spki_der,
 )
 from fabtrust.errors import Conflict, InvalidInput, NotAuthorised, NotFound, Unavailable, VerificationFailed
-from fabtrust.keystore.base import KeyInfo, check_label, load_pkcs8_private_key
+from fabtrust.keystore.base import KeyInfo, check_ecdsa_digest, check_label, load_pkcs8_private_key
 
 STORE_FORMAT = "fabtrust.soft-keystore/v1"
 KEY_FORMAT = "fabtrust.soft-key/v1"
 SCHEME = "soft"
 _CHECK_PLAINTEXT = b"fabtrust soft key store: passphrase check"
 _MAX_FILE = 64 * 1024
+# The hash an ECDSA key signs with (as ``sign_with``): the prehashed digest must be of this hash.
+_ECDSA_HASH: dict[KeyType, type[hashes.HashAlgorithm]] = {
+    KeyType.P256: hashes.SHA256,
+    KeyType.P384: hashes.SHA384,
+}
 # scrypt cost: n=2**15, r=8 (32 MiB, ~0.1 s). A header may ask for more, within bounds, never less.
 DEFAULT_SCRYPT_N = 2**15
 _SCRYPT_N_RANGE = (2**14, 2**20)
@@ -343,6 +349,13 @@ class SoftKeyStore:
     def sign(self, uri: str, message: bytes) -> bytes:
         info, key = self._private(uri, KeyUsage.SIGN)
         return sign_with(key, info.key_type, message)
+
+    def sign_digest(self, uri: str, digest: bytes) -> bytes:
+        info, key = self._private(uri, KeyUsage.SIGN)
+        check_ecdsa_digest(info.key_type, digest)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):  # the stored type is checked at load
+            raise InvalidInput(f"key {info.label!r} is not an ECDSA key")
+        return key.sign(digest, ec.ECDSA(Prehashed(_ECDSA_HASH[info.key_type]())))
 
     def in_process_signing_key(self, uri: str) -> PrivateKey:
         """The unlocked signing key itself (``InProcessKeys``): it is in this process already."""

@@ -2,7 +2,8 @@
 
 cryptography's builders (certificates, CRLs, OCSP responses) accept any object implementing its
 private-key interface and call its ``sign``; these proxies forward that call to the key store, so
-an HSM-held CA key never leaves the HSM. Only what a builder needs is implemented; the rest
+an HSM-held CA key never leaves the HSM. MCUboot image signing (``fabtrust.firmware.image``) uses
+the same proxies with a prehashed ECDSA digest. Only what a builder needs is implemented; the rest
 refuses. The hash a builder asks for must be the one the key store uses for that key type.
 """
 
@@ -12,6 +13,7 @@ from typing import Any, NoReturn
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from fabtrust.crypto.keys import KeyType, load_public_key
 from fabtrust.errors import InvalidInput
@@ -33,11 +35,27 @@ class _StoreEcKey(ec.EllipticCurvePrivateKey):
         self._store, self._info, self._public = store, info, public
 
     def sign(self, data: Any, signature_algorithm: ec.EllipticCurveSignatureAlgorithm) -> bytes:
+        """``ECDSA(<hash>)`` signs ``data`` as a message; ``ECDSA(Prehashed(<hash>))`` signs ``data``
+        as that hash's digest (``KeyStore.sign_digest``, MCUboot images). ``<hash>`` must be the
+        key's own (SHA-256 for P-256, SHA-384 for P-384); anything else is refused."""
         wanted = _HASH[self._info.key_type]
-        if not isinstance(signature_algorithm, ec.ECDSA) or not isinstance(
-            signature_algorithm.algorithm, wanted
-        ):
-            raise InvalidInput(f"a {self._info.key_type.value} key signs with ECDSA and {wanted.name}")
+        refused = InvalidInput(
+            f"a {self._info.key_type.value} key signs with ECDSA and {wanted.name} "
+            f"(over a message, or a {wanted.name} digest with Prehashed)"
+        )
+        if not isinstance(signature_algorithm, ec.ECDSA):
+            raise refused
+        if signature_algorithm.deterministic_signing:
+            raise InvalidInput("a key-store key does not offer deterministic ECDSA (RFC 6979)")
+        algorithm = signature_algorithm.algorithm
+        if isinstance(algorithm, Prehashed):
+            # Prehashed names its hash only in _algorithm (cryptography's own backend reads it);
+            # the digest size alone would let SHA3-256 or SHA-512/256 pass as SHA-256.
+            if not isinstance(getattr(algorithm, "_algorithm", None), wanted):
+                raise refused
+            return self._store.sign_digest(self._info.uri, bytes(data))
+        if not isinstance(algorithm, wanted):
+            raise refused
         return self._store.sign(self._info.uri, bytes(data))
 
     @property
