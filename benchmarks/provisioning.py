@@ -96,7 +96,14 @@ def setup(workdir: Path, name: str, keystore: str, pin: str, quota: int) -> tupl
         organization="Acme",
         key_type=KeyType.P256,
     )
-    release = oem.production.create_release("widget", "1.0.0", b"image" * 4096)
+    releases = oem.releases
+    for signer in ("alice", "bob", "carol"):
+        releases.add_signer(signer)
+    releases.set_policy("widget", 2)
+    release = releases.create("widget", "1.0.0", b"firmware" * 4096, 1, "bench release").release_id
+    for signer in ("alice", "bob"):
+        releases.approve(release, signer)
+    releases.publish(release)
     request = station.station.enroll("line1", organization="Acme")
     station.station.install_certificate(oem.production.certify_station(request, organization="Acme"))
     oem.production.create_order(
@@ -157,7 +164,7 @@ def bench_floor(
     issuer_name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "floor issuing CA")])
     ks = station.keystore()
     hsm_key = ks.generate(f"floor-{secrets.token_hex(4)}", KeyType.P256, KeyUsage.SIGN) if hsm else None
-    secret = canonical_json({"class-key": "A" * 44})
+    secret = canonical_json({"image-key": "A" * 184})  # a P-256 PKCS#8 class key, as packages carry it
     # with SoftHSM2 the builder signs through the token, as the station's issuing key does
     issuer = issuer_key if hsm_key is None else ca_private_key(ks, hsm_key)
 

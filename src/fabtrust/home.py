@@ -331,10 +331,16 @@ class Home:
 
     @property
     def production(self) -> ProductionService:
-        """The OEM's products, releases, stations, orders and packages."""
+        """The OEM's products, stations, orders and packages (for its published firmware releases)."""
         if self._production is None:
             self._production = ProductionService(
-                self.store, self.keystore(), self.audit, self.pki, actor=self.actor, clock=self.clock
+                self.store,
+                self.keystore(),
+                self.audit,
+                self.pki,
+                self.releases,
+                actor=self.actor,
+                clock=self.clock,
             )
         return self._production
 
@@ -367,7 +373,7 @@ class Home:
 
     @property
     def reconciler(self) -> Reconciler:
-        return Reconciler(self.store, self.audit, self.pki, actor=self.actor, clock=self.clock)
+        return Reconciler(self.store, self.audit, self.pki, self.releases, actor=self.actor, clock=self.clock)
 
     @property
     def releases(self) -> ReleaseService:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -41,16 +42,25 @@ from fastapi.testclient import TestClient
 from fabtrust.api.app import create_app
 from fabtrust.api.routers.station import MAX_BODY_BYTES, MAX_DEVICES_PER_CALL
 from fabtrust.crypto.encoding import b64, unb64
-from fabtrust.device.agent import DeviceAgent, ReplayingAgent
+from fabtrust.device.agent import IDENTITY_SLOT, DeviceAgent, ReplayingAgent
 from fabtrust.device.element import SecureElement
-from fabtrust.device.protocol import Challenge, Provisioning
+from fabtrust.device.protocol import Challenge, InstallReceipt, Provisioning
 from fabtrust.device.vendor import SiliconVendor
 from fabtrust.home import Home
 from tests.api.test_api import assert_error
 from tests.api.test_serve_tls import self_signed, serving, tool
 from tests.cli.result import environment, run_in_process
 from tests.fixtures.softhsm import SoftHsm
-from tests.production.line import CUSTODIANS, IMAGE, Clock, enroll, found_product, make_home, never, seal_for
+from tests.production.line import (
+    CUSTODIANS,
+    Clock,
+    enroll,
+    found_product,
+    make_home,
+    never,
+    published_image,
+    seal_for,
+)
 from tests.production.test_run import T0, Run, counts
 from tests.production.test_run import run as run  # the production-run fixture (explicit re-export)
 
@@ -75,6 +85,8 @@ class Line:
     vendor: SiliconVendor
     log: Path
     secrets: tuple[str, ...]
+    image: bytes  # the release's published image, as the OEM holds it
+    image_key: bytes  # the product's class key (PKCS#8): sealed in the package and to each device only
     answers: list[bytes] = field(default_factory=list)  # every response body, for the secrets check
 
 
@@ -109,6 +121,8 @@ def line(tmp_path_factory: pytest.TempPathFactory, softhsm: SoftHsm) -> Iterator
         )
         station.station.load(seal_for(oem, station, ORDER, QUOTA))
         root = oem.pki.ca("root").certificate
+        published = published_image(oem, release)
+        image_key = oem.releases.class_key_private("widget", purpose="station API test: never in an answer")
     finally:
         oem.close()
         station.close()
@@ -129,7 +143,20 @@ def line(tmp_path_factory: pytest.TempPathFactory, softhsm: SoftHsm) -> Iterator
             timeout=60,
             event_hooks={"response": [keep]},
         ) as client:
-            yield Line(client, url, cert, root, d / "root.pem", d / "line1", vendor, log, secrets, collected)
+            yield Line(
+                client,
+                url,
+                cert,
+                root,
+                d / "root.pem",
+                d / "line1",
+                vendor,
+                log,
+                secrets,
+                published,
+                image_key,
+                collected,
+            )
     text = log.read_text()
     assert not [s for s in secrets if s in text]
 
@@ -216,7 +243,7 @@ def test_a_batch_end_to_end_over_https(line: Line, tmp_path: Path) -> None:
     assert sorted(r["seq"] for r in results) == list(range(used + 1, used + 5))
     assert counters(line) == (used + 4, issued + 4, programmed)
     firmware = image(line)
-    assert firmware == IMAGE
+    assert firmware == line.image
     documents = []
     for result, chip in zip(results, chips, strict=True):
         doc = Provisioning.parse(unb64(result["provisioning"], "provisioning"))
@@ -448,6 +475,21 @@ def test_a_receipt_is_recorded_once(line: Line) -> None:
     assert counters(line) == (used, issued, programmed + 2)
 
 
+def test_a_receipt_measuring_other_firmware_is_refused(line: Line) -> None:
+    """A receipt under the device's own key that reports another boot than the order's release."""
+    chip = line.vendor.make_chip()
+    (result,) = provision(line, [answer(line, chip)])
+    honest = InstallReceipt.parse(DeviceAgent(chip).install(unb64(result["provisioning"], "p"), image(line)))
+    lying = dataclasses.replace(honest, security_counter=honest.security_counter + 1)
+    lying = dataclasses.replace(lying, signature=chip.sign(IDENTITY_SLOT, lying.signed_payload()))
+    used, issued, programmed = counters(line)
+    (refused,) = receipts(line, [lying.to_json()])
+    assert (refused["status"], refused["error"]) == ("refused", "verification_failed")
+    assert "security counter" in refused["message"]
+    assert counters(line) == (used, issued, programmed)
+    assert receipts(line, [honest.to_json()]) == [{"status": "recorded", "chip_uid": chip.uid}]
+
+
 @pytest.mark.parametrize(
     ("body", "needle"),
     [
@@ -474,9 +516,12 @@ def test_no_secret_in_any_answer_or_the_server_log(line: Line) -> None:
     log = line.log.read_text()
     assert "POST /station/challenge HTTP/1.1" in log  # the log is the server's, with these requests
     assert "station line API at https://127.0.0.1:" in log
-    for text in (log, *(a.decode() for a in line.answers)):
-        assert "PRIVATE KEY" not in text
-        assert not [s for s in line.secrets if s in text]
+    key_b64 = base64.b64encode(line.image_key)
+    for text in (log.encode(), *line.answers):  # bytes: the order's image is binary
+        assert b"PRIVATE KEY" not in text
+        assert not [s for s in line.secrets if s.encode() in text]
+        assert line.image_key not in text
+        assert key_b64 not in text
 
 
 # -- in process: what is served, and when ----------------------------------------------------------

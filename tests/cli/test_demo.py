@@ -44,6 +44,11 @@ def test_the_demo_plays_a_production_run_and_checks_itself(tmp_path: Path) -> No
         "cloned chip (seen before)": 1,
         "quota exhausted": 1,
     }
+    # the firmware release: 2 of 3 release signers approved it; every device booted it
+    assert "approved by alice, bob (2 of 3 release signers, 2 needed)" in result.stdout
+    assert (summary["release"]["release_id"], summary["release"]["security_counter"]) == ("widget-1.0.0", 1)
+    assert summary["release"]["firmware_version"] == "1.0.0+0"
+    assert len(summary["release"]["firmware_digest"]) == 64
     assert "self-check" in result.stdout
     assert "FAILED" not in result.stdout
     # the custodians' shares are there, one file each; the station log is readable without a secret

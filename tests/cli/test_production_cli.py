@@ -119,7 +119,7 @@ def flow(tmp_path_factory: pytest.TempPathFactory) -> Flow:
     d = tmp_path_factory.mktemp("cli-production")
     vendor = SiliconVendor("Line Test Silicon", now=datetime.now(UTC) - timedelta(days=1))
     (d / "line-test-root.pem").write_bytes(vendor.root.public_bytes(serialization.Encoding.PEM))
-    (d / "image.bin").write_bytes(b"\x7fFWIMG placeholder firmware 1.0.0\n" * 64)
+    (d / "firmware.bin").write_bytes(b"\x7fFWIMG widget firmware 1.0.0\n" * 64)
     f = Flow(d, vendor, [vendor.make_chip() for _ in range(5)])
     oem, line1, line2 = ("--home", f.oem), ("--home", f.line1), ("--home", f.line2)
     steps: list[tuple[str, tuple[object, ...]]] = [
@@ -162,7 +162,26 @@ def flow(tmp_path_factory: pytest.TempPathFactory) -> Flow:
                 d / "line-test-root.pem",
             ),
         ),
-        ("release", (*oem, "product", "release", "widget", "1.0.0", "--image", d / "image.bin")),
+        *((f"signer-{n}", (*oem, "firmware", "signer", "add", n)) for n in ("alice", "bob", "carol")),
+        ("policy", (*oem, "firmware", "policy", "set", "widget", "--threshold", 2)),
+        (
+            "release",
+            (
+                *oem,
+                "firmware",
+                "release",
+                "create",
+                "widget",
+                "1.0.0",
+                "--image",
+                d / "firmware.bin",
+                "--security-counter",
+                1,
+            ),
+        ),
+        ("approve-alice", (*oem, "firmware", "release", "approve", "widget-1.0.0", "--signer", "alice")),
+        ("approve-bob", (*oem, "firmware", "release", "approve", "widget-1.0.0", "--signer", "bob")),
+        ("publish", (*oem, "firmware", "release", "publish", "widget-1.0.0")),
         ("enroll-line1", (*line1, "station", "enroll", "line1", "--out", d / "line1-enroll.json")),
         (
             "certify-line1",
@@ -259,7 +278,8 @@ def test_vendor_product_and_release(flow: Flow) -> None:
     assert "product widget: product CA product-widget, 2 accepted vendor(s)" in product
     assert "O=Trusted Silicon" in product
     assert "O=Line Test Silicon" in product
-    assert flow.results["release"].out.startswith("release widget-1.0.0\n")
+    assert "release widget-1.0.0 created (draft)" in flow.results["release"].out
+    assert "release widget-1.0.0 published" in flow.results["publish"].out
     assert table_row(flow.results["product-list"].out, "widget") == [
         "widget",
         "product-widget",
@@ -280,6 +300,8 @@ def test_enrollment_and_order(flow: Flow) -> None:
     assert stat.S_IMODE((flow.dir / "line1-pkg.json").stat().st_mode) == 0o600
     assert "quota       5 (5 remaining)" in flow.results["load"].out
     show = flow.results["order-show"].out
+    assert "release widget-1.0.0" in show
+    assert "firmware  1.0.0, security counter 1, image sha256 " in show
     assert "packages  1, 5 of 8 sealed, 3 left" in show
     assert table_row(show, next(c for c in show.split() if c.startswith("pkg-")))[1:4] == [
         "line1",
@@ -390,7 +412,20 @@ def test_an_existing_output_file_is_refused_before_acting(work: Flow) -> None:
         pytest.param(("station", "load", "{d}/missing.json"), id="load"),
         pytest.param(("station", "install", "{d}/missing.json"), id="install"),
         pytest.param(("reconcile", "{d}/missing.json"), id="reconcile"),
-        pytest.param(("product", "release", "widget", "2.0.0", "--image", "{d}/missing.bin"), id="image"),
+        pytest.param(
+            (
+                "firmware",
+                "release",
+                "create",
+                "widget",
+                "2.0.0",
+                "--image",
+                "{d}/missing.bin",
+                "--security-counter",
+                "1",
+            ),
+            id="image",
+        ),
         pytest.param(
             (
                 "product",
@@ -431,6 +466,25 @@ def test_bad_inputs_are_one_line_errors(work: Flow) -> None:
     invoke(*order, "--quota", 5).refused("--not-after or --days")
     invoke(*order, "--quota", 5, "--station", "line9", "--days", 3).refused(
         "no active enrolled station 'line9'"
+    )
+    # a release that is not published (one approval of two) cannot be ordered
+    invoke(
+        *oem,
+        "firmware",
+        "release",
+        "create",
+        "widget",
+        "1.1.0",
+        "--image",
+        d / "firmware.bin",
+        "--security-counter",
+        1,
+    ).ok()
+    invoke(*oem, "firmware", "release", "approve", "widget-1.1.0", "--signer", "carol").ok()
+    draft = (*order[:-4], "--release", "1.1.0", "--station", "line1")
+    invoke(*draft, "--quota", 5, "--days", 3).refused("widget-1.1.0 is draft, not published")
+    invoke(*order[:-4], "--release", "9.9.9", "--station", "line1", "--quota", 5, "--days", 3).refused(
+        "no release 'widget-9.9.9'"
     )
     assert rows(work.oem, "SELECT order_id FROM prod_orders") == [("po-1",)]
     (d / "not-a-cert.pem").write_text("hello\n")
@@ -565,7 +619,11 @@ def test_station_provision_drives_simulated_devices_to_the_quota(work: Flow) -> 
     assert table_row(out.out, "provisioned")[-1] == "3"
     assert "quota of order po-1 at this station is exhausted" in out.out
     assert "3 used of 3; 0 left" in out.out
-    assert rows(work.line2, "SELECT state FROM st_devices") == [("programmed",)] * 3
+    # each device booted the release and its receipt's measurement is recorded
+    assert (
+        rows(work.line2, "SELECT state, firmware_version, security_counter FROM st_devices")
+        == [("programmed", "1.0.0+0", 1)] * 3
+    )
     missing = invoke(
         "--home", work.line2, "station", "provision", "po-1", "--devices", 1, "--vendor-dir", d / "nowhere"
     )

@@ -1,4 +1,5 @@
-"""A test-only station for the device tests: a throwaway issuing CA and the documents a real station
+"""A test-only station for the device tests: a throwaway issuing CA, a throwaway OEM firmware key and
+class key with one signed and encrypted MCUboot image, and the documents a real station
 (``fabtrust.production``) would send, built with cryptography's builders."""
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from fabtrust.crypto import hpke
+from fabtrust.crypto.canonical import canonical_json
+from fabtrust.crypto.encoding import b64
 from fabtrust.device.agent import DeviceAgent
 from fabtrust.device.element import SecureElement
 from fabtrust.device.protocol import (
@@ -25,11 +28,45 @@ from fabtrust.device.protocol import (
     verify_genuineness,
 )
 from fabtrust.device.vendor import SiliconVendor
+from fabtrust.firmware.image import key_hash, sign_image, verify_image
 
 NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
-IMAGE = b"\x3d\xb8\xf3\x96firmware image 1.2.3" * 64
-SECRETS = b"device-class secret: 0123456789abcdef"
-OEM_KEY_HASH = hashlib.sha256(b"OEM firmware signing key").digest()
+#: The OEM's firmware (image signing) key and the product's class (image decryption) key.
+FIRMWARE_KEY = ec.generate_private_key(ec.SECP256R1())
+CLASS_KEY = ec.generate_private_key(ec.SECP256R1())
+OEM_KEY_HASH = key_hash(FIRMWARE_KEY.public_key())
+IMAGE_VERSION = "1.2.3+0"
+IMAGE_SECURITY_COUNTER = 3
+
+
+def signed_image(
+    body: bytes, *, version: str = IMAGE_VERSION, security_counter: int = IMAGE_SECURITY_COUNTER
+) -> bytes:
+    """An MCUboot image as a published release carries it: signed by the firmware key (full public
+    key in the image), encrypted to the class key."""
+    return sign_image(
+        body,
+        version=version,
+        security_counter=security_counter,
+        signing_key=FIRMWARE_KEY,
+        encrypt_to=CLASS_KEY.public_key(),
+        embed_public_key=True,
+    )
+
+
+IMAGE = signed_image(b"firmware image 1.2.3 " * 64)
+#: The SHA256 TLV of IMAGE: what a device measures when it boots it.
+IMAGE_DIGEST = verify_image(IMAGE, trusted_keys=[OEM_KEY_HASH], decryption_key=CLASS_KEY).digest
+#: The device-class secrets as a station seals them: the image decryption key (PKCS#8 DER).
+SECRETS = canonical_json(
+    {
+        "image-key": b64(
+            CLASS_KEY.private_bytes(
+                serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+    }
+)
 DEVICE_SERIAL = "SN-0001"
 
 

@@ -1,5 +1,6 @@
-"""The device agent end to end against a test station: install a genuine chip, and refuse bad
-provisioning documents without changing the element."""
+"""The device agent end to end against a test station: install a genuine chip and boot its image,
+with the measured boot in the signed receipt; refuse bad provisioning documents without changing the
+element; an image that does not boot gives no receipt and leaves the device unprovisioned."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from fabtrust.crypto import hpke
+from fabtrust.crypto.canonical import canonical_json
 from fabtrust.crypto.keys import KeyType, generate_private_key, spki_der
 from fabtrust.device.agent import (
     CERTIFICATES_REGION,
@@ -22,21 +24,29 @@ from fabtrust.device.agent import (
     DeviceAgent,
     unpack_chain,
 )
+from fabtrust.device.boot import SECURITY_COUNTER
 from fabtrust.device.element import SecureElement
 from fabtrust.device.protocol import (
+    ExpectedFirmware,
     GenuineChip,
     GenuinenessResponse,
     InstallReceipt,
     Provisioning,
     secrets_info,
     verify_genuineness,
+    verify_measurement,
     verify_receipt,
 )
 from fabtrust.device.vendor import SiliconVendor
 from fabtrust.errors import Conflict, FabtrustError, PolicyViolation, VerificationFailed
+from fabtrust.firmware.image import sign_image
 from tests.device.helpers import (
+    CLASS_KEY,
     DEVICE_SERIAL,
     IMAGE,
+    IMAGE_DIGEST,
+    IMAGE_SECURITY_COUNTER,
+    IMAGE_VERSION,
     NOW,
     OEM_KEY_HASH,
     SECRETS,
@@ -45,8 +55,11 @@ from tests.device.helpers import (
     der,
     genuine,
     provisioning_for,
+    signed_image,
     state_of,
 )
+
+EXPECTED = ExpectedFirmware(IMAGE_DIGEST, IMAGE_VERSION, IMAGE_SECURITY_COUNTER)
 
 
 @pytest.mark.parametrize("identity_key", [KeyType.P256, KeyType.ED25519], ids=["ok/p256", "ok/ed25519"])
@@ -62,7 +75,15 @@ def test_a_genuine_chip_is_provisioned(
     receipt = InstallReceipt.parse(agent.install(provisioning.to_json(), IMAGE))
 
     verify_receipt(receipt, certificate, hashlib.sha256(IMAGE).digest())
+    verify_measurement(receipt, EXPECTED)
     assert (receipt.chip_uid, receipt.device_serial, receipt.counter) == (chip.uid, DEVICE_SERIAL, 1)
+    # the measured boot: the plaintext digest (SHA256 TLV), version and security counter
+    assert (receipt.firmware_digest, receipt.firmware_version, receipt.security_counter) == (
+        IMAGE_DIGEST,
+        IMAGE_VERSION,
+        IMAGE_SECURITY_COUNTER,
+    )
+    assert chip.counter(SECURITY_COUNTER) == IMAGE_SECURITY_COUNTER  # the boot set it
     assert receipt.secrets_sha256 == hashlib.sha256(SECRETS).digest()
     assert chip.counter(PROVISIONED_COUNTER) == 1
     assert chip.otp(OEM_KEY_HASH_OTP) == OEM_KEY_HASH
@@ -251,3 +272,102 @@ def test_a_blank_element_cannot_answer() -> None:
     with pytest.raises(PolicyViolation, match="not made by a silicon vendor"):
         DeviceAgent(blank).answer(challenge().to_json())
     assert blank.slots() == {}
+
+
+def _unbootable(kind: str) -> tuple[bytes, bytes]:
+    """(image, device-class secrets) whose image does not boot on a device of this OEM."""
+    if kind == "tampered":
+        image = bytearray(IMAGE)
+        image[0x200 + 10] ^= 1  # a ciphertext byte of the body: the SHA256 TLV no longer matches
+        return bytes(image), SECRETS
+    if kind == "another-signer":
+        other = ec.generate_private_key(ec.SECP256R1())
+        image = sign_image(
+            b"firmware" * 64,
+            version=IMAGE_VERSION,
+            security_counter=IMAGE_SECURITY_COUNTER,
+            signing_key=other,
+            encrypt_to=CLASS_KEY.public_key(),
+            embed_public_key=True,
+        )
+        return image, SECRETS
+    return IMAGE, canonical_json({"class-key": "AAAA"})  # no image-key: it cannot decrypt
+
+
+@pytest.mark.parametrize(
+    ("kind", "error", "message"),
+    [
+        ("tampered", VerificationFailed, "image hash does not match"),
+        ("another-signer", VerificationFailed, "not signed by the OEM key"),
+        ("no-image-key", PolicyViolation, "no 'image-key' secret"),
+    ],
+    ids=["fail/tampered-image", "fail/image-by-another-key", "fail/no-image-key"],
+)
+def test_an_image_that_does_not_boot_gives_no_receipt(
+    vendor: SiliconVendor,
+    issuing_ca: IssuingCa,
+    agent: DeviceAgent,
+    kind: str,
+    error: type[FabtrustError],
+    message: str,
+) -> None:
+    image, secrets = _unbootable(kind)
+    verified = genuine(agent, vendor)
+    sealed = hpke.seal(verified.sealing_key, secrets, secrets_info(verified.chip_uid))
+    document, _ = provisioning_for(verified, issuing_ca, image=image, sealed_secrets=sealed)
+    with pytest.raises(error, match=message):
+        agent.install(document.to_json(), image)
+    element = agent.element
+    # not provisioned: no certificate chain, the counters where they were; what the boot needed stays
+    assert not agent.provisioned
+    assert CERTIFICATES_REGION not in element.flash_regions()
+    assert element.counter(PROVISIONED_COUNTER) == 0
+    assert element.counter(SECURITY_COUNTER) == 0
+    assert element.flash_read(IMAGE_REGION) == image
+    # rework: the same device answers again and installs an image that boots
+    again = genuine(agent, vendor)
+    good, certificate = provisioning_for(again, issuing_ca)
+    receipt = InstallReceipt.parse(agent.install(good.to_json(), IMAGE))
+    verify_receipt(receipt, certificate, hashlib.sha256(IMAGE).digest())
+    verify_measurement(receipt, EXPECTED)
+    assert agent.provisioned
+
+
+def test_a_rollback_below_the_devices_counter_does_not_boot(
+    vendor: SiliconVendor, issuing_ca: IssuingCa, agent: DeviceAgent
+) -> None:
+    agent.element.advance(SECURITY_COUNTER, IMAGE_SECURITY_COUNTER + 1)  # this chip saw newer firmware
+    document, _ = provisioning_for(genuine(agent, vendor), issuing_ca)
+    with pytest.raises(PolicyViolation, match="rollback refused"):
+        agent.install(document.to_json(), IMAGE)
+    assert not agent.provisioned
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"firmware_digest": b"\x01" * 32}, "booted firmware with digest"),
+        ({"firmware_version": "1.2.4+0"}, "booted firmware version 1.2.4"),
+        ({"security_counter": IMAGE_SECURITY_COUNTER + 1}, "security counter 4"),
+    ],
+    ids=["fail/digest", "fail/version", "fail/security-counter"],
+)
+def test_a_measurement_other_than_the_release_is_refused(
+    vendor: SiliconVendor, issuing_ca: IssuingCa, agent: DeviceAgent, change: dict[str, object], message: str
+) -> None:
+    receipt = _provisioned(vendor, issuing_ca, agent)
+    verify_measurement(receipt, EXPECTED)
+    with pytest.raises(VerificationFailed, match=message):
+        verify_measurement(dataclasses.replace(receipt, **change), EXPECTED)  # type: ignore[arg-type]
+    # the same measurement written another way is the same version
+    verify_measurement(receipt, ExpectedFirmware(IMAGE_DIGEST, "1.2.3", IMAGE_SECURITY_COUNTER))
+
+
+def test_another_signed_image_of_the_same_oem_boots_and_is_measured(
+    vendor: SiliconVendor, issuing_ca: IssuingCa, agent: DeviceAgent
+) -> None:
+    image = signed_image(b"another build" * 50, version="2.0.0+7", security_counter=9)
+    document, _ = provisioning_for(genuine(agent, vendor), issuing_ca, image=image)
+    receipt = InstallReceipt.parse(agent.install(document.to_json(), image))
+    assert (receipt.firmware_version, receipt.security_counter) == ("2.0.0+7", 9)
+    assert receipt.firmware_digest != IMAGE_DIGEST

@@ -116,10 +116,17 @@ def oem(request: pytest.FixtureRequest) -> Oem:
 
 
 def provision(
-    vendor: SiliconVendor, ca: IssuingCa, oem: Oem, image: bytes, *, secrets: bytes | None = None
+    vendor: SiliconVendor,
+    ca: IssuingCa,
+    oem: Oem,
+    image: bytes,
+    *,
+    secrets: bytes | None = None,
+    chip: SecureElement | None = None,
 ) -> SecureElement:
-    """A chip provisioned through the agent with ``image`` in its primary slot, as production does."""
-    chip = vendor.make_chip()
+    """A chip provisioned through the agent with ``image`` in its primary slot, as production does
+    (the agent boots it once: the install receipt reports that boot)."""
+    chip = chip if chip is not None else vendor.make_chip()
     agent = DeviceAgent(chip)
     verified = genuine(agent, vendor)
     sealed = hpke.seal(
@@ -162,7 +169,7 @@ def test_first_boot_of_a_production_programmed_encrypted_image(
 ) -> None:
     image = oem.image(2, version="1.2.3+4")
     element = provision(vendor, issuing_ca, oem, image)
-    assert element.counter(SECURITY_COUNTER) == 0
+    assert element.counter(SECURITY_COUNTER) == 2  # production booted it once (the agent's install)
 
     result = BootManager(element).boot()
 
@@ -440,7 +447,9 @@ def test_an_encrypted_image_needs_the_class_key(
     error: type[FabtrustError],
     reason: str,
 ) -> None:
-    element = provision(vendor, issuing_ca, oem, oem.image(1), secrets=secrets)
+    element = vendor.make_chip()
+    with pytest.raises(error, match=reason):  # production's boot refuses it: no install receipt
+        provision(vendor, issuing_ca, oem, oem.image(1), secrets=secrets, chip=element)
     before = state_of(element)
     with pytest.raises(error, match=reason):
         BootManager(element).boot()

@@ -51,6 +51,9 @@ SAMPLES: list[Document] = [
         certificate_sha256=DIGEST,
         image_sha256=DIGEST,
         secrets_sha256=DIGEST,
+        firmware_digest=DIGEST,
+        firmware_version="1.2.3+0",
+        security_counter=0,
         counter=1,
         signature=b"sig",
     ),
@@ -91,6 +94,22 @@ def test_secrets_info_binds_the_chip_uid() -> None:
     assert secrets_info(UID) == b"fabtrust device secrets v1|" + UID.encode()
 
 
+def _next_version(fmt: str) -> str:
+    name, version = fmt.rsplit("/v", 1)
+    return f"{name}/v{int(version) + 1}"
+
+
+def test_the_receipt_is_v2_and_v1_is_refused() -> None:
+    receipt = SAMPLES[3]
+    assert receipt.FORMAT == "fabtrust.install-receipt/v2"
+    obj = _obj(receipt)
+    old = {
+        k: v for k, v in obj.items() if k not in ("firmware_digest", "firmware_version", "security_counter")
+    }
+    with pytest.raises(InvalidInput, match=r"is not a fabtrust\.install-receipt/v2"):
+        InstallReceipt.parse(canonical_json({**old, "format": "fabtrust.install-receipt/v1"}))
+
+
 def _mutations(doc: Document) -> list[Any]:
     obj = _obj(doc)
     field = next(name for name in obj if name != "format")
@@ -102,7 +121,7 @@ def _mutations(doc: Document) -> list[Any]:
         ("unknown-member", canonical_json({**obj, "extra": "x"}), "unknown member 'extra'"),
         ("missing-member", canonical_json({k: v for k, v in obj.items() if k != field}), "lacks member"),
         ("wrong-format", canonical_json({**obj, "format": other.FORMAT}), "is not a"),
-        ("format-v2", canonical_json({**obj, "format": doc.FORMAT[:-1] + "2"}), "is not a"),
+        ("format-next", canonical_json({**obj, "format": _next_version(doc.FORMAT)}), "is not a"),
         ("no-format", canonical_json({k: v for k, v in obj.items() if k != "format"}), "is not a"),
         ("bad-base64", canonical_json({**obj, binary: "!!!!"}), "not valid base64"),
         ("non-ascii-base64", canonical_json({**obj, binary: "\u00e9A=="}), "not valid base64"),
@@ -178,6 +197,42 @@ def _replace(doc: Document, **members: Any) -> bytes:
         ),
         pytest.param(InstallReceipt, _replace(SAMPLES[3], counter=0), "from 1", id="receipt/zero-counter"),
         pytest.param(InstallReceipt, _replace(SAMPLES[3], counter="1"), "integer", id="receipt/text-counter"),
+        pytest.param(
+            InstallReceipt,
+            _replace(SAMPLES[3], security_counter=-1),
+            "security_counter must be",
+            id="receipt/negative-security-counter",
+        ),
+        pytest.param(
+            InstallReceipt,
+            _replace(SAMPLES[3], security_counter=2**32),
+            "security_counter must be",
+            id="receipt/security-counter-over-u32",
+        ),
+        pytest.param(
+            InstallReceipt,
+            _replace(SAMPLES[3], firmware_digest=b64(b"\x00" * 31)),
+            "32 bytes",
+            id="receipt/short-firmware-digest",
+        ),
+        pytest.param(
+            InstallReceipt,
+            _replace(SAMPLES[3], firmware_version="1.2.3"),
+            "written in full",
+            id="receipt/short-version",
+        ),
+        pytest.param(
+            InstallReceipt,
+            _replace(SAMPLES[3], firmware_version="1.2.x"),
+            "version must",
+            id="receipt/bad-version",
+        ),
+        pytest.param(
+            InstallReceipt,
+            _replace(SAMPLES[3], firmware_version="256.0.0+0"),
+            "major must be",
+            id="receipt/version-out-of-range",
+        ),
     ],
 )
 def test_out_of_range_values_are_refused(kind: type[Document], raw: bytes, message: str) -> None:

@@ -1,6 +1,7 @@
 """A production run, told across three data homes: the OEM (root, product, release, orders,
 packages, reconciliation) and two factory stations, each with its own store, key store and log.
-Devices are the reference secure elements from a simulated silicon vendor.
+Devices are the reference secure elements from a simulated silicon vendor; each boots the order's
+published release (signed, encrypted MCUboot image) and reports the measured boot in its receipt.
 
 Outcomes asserted: devices provisioned up to the quota and never beyond, every certificate with
 exactly one record, refusals with their reasons (counterfeit, replay, clone, tampered or foreign
@@ -9,6 +10,8 @@ package, window, quota), and the OEM's reconciliation: registry, clone and overp
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,18 +20,22 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import func, select
 
 from fabtrust.crypto.canonical import canonical_json, parse_canonical
 from fabtrust.crypto.encoding import b64, unb64
-from fabtrust.device.agent import DeviceAgent, ReplayingAgent
+from fabtrust.device.agent import IDENTITY_SLOT, DeviceAgent, ReplayingAgent
+from fabtrust.device.boot import IMAGE_KEY_SECRET, SECURITY_COUNTER
 from fabtrust.device.element import SecureElement
-from fabtrust.device.protocol import Provisioning
+from fabtrust.device.protocol import InstallReceipt, Provisioning
 from fabtrust.device.vendor import SiliconVendor
 from fabtrust.errors import Conflict, InvalidInput, NotFound, PolicyViolation, VerificationFailed
+from fabtrust.firmware.image import verify_image
 from fabtrust.home import Home
 from fabtrust.production.station import Provisioned
-from fabtrust.store.tables import pki_certs, st_devices, st_packages
+from fabtrust.store.tables import fw_releases, pki_certs, st_devices, st_packages
 from fabtrust.tlog.audit import AuditEntry
 from tests.production.line import (
     Clock,
@@ -36,6 +43,8 @@ from tests.production.line import (
     found_product,
     make_home,
     never,
+    publish,
+    published_image,
     seal_for,
 )
 
@@ -380,3 +389,194 @@ def test_tampered_exports_are_refused_or_flagged(run: Run) -> None:
     assert run.oem.reconciler.devices() == []
     with pytest.raises(InvalidInput, match="not within this station's log"):
         run.line1.station.export(since_size=10**9)
+
+
+# -- the order's firmware release: programmed, booted, measured, recorded, reconciled ---------------
+
+
+def test_devices_boot_the_release_and_every_record_carries_the_measurement(run: Run) -> None:
+    release = run.oem.releases.show("widget-1.0.0")
+    published = published_image(run.oem, "widget-1.0.0")
+    run.line1.station.load(seal_for(run.oem, run.line1, "po-1", 3))
+    # the package carries the published image as it is, and the image key (no other secret)
+    package = run.line1.station._package("po-1").package
+    assert run.line1.station.image("po-1") == package.image == published
+    assert set(package.secrets) == {IMAGE_KEY_SECRET}
+    assert package.oem_key_hash == run.oem.releases.firmware_key_hash() == run.oem.production.oem_key_hash()
+    image_key = serialization.load_der_private_key(package.secrets[IMAGE_KEY_SECRET], password=None)
+    assert isinstance(image_key, ec.EllipticCurvePrivateKey)
+    expected = verify_image(published, trusted_keys=[package.oem_key_hash], decryption_key=image_key)
+    terms = package.order
+    assert (terms.release_id, terms.release_version, terms.security_counter) == ("widget-1.0.0", "1.0.0", 1)
+    assert terms.image_sha256 == release.image_sha256 == hashlib.sha256(published).hexdigest()
+    assert terms.firmware_digest == expected.digest.hex()
+    chips = [run.chip() for _ in range(3)]
+    results = provision(run.line1, "po-1", chips)
+    install(run.line1, results, chips)
+    # every device booted the release: the security counter advanced, the receipt says what booted
+    for chip in chips:
+        assert chip.counter(SECURITY_COUNTER) == 1
+    with run.line1.store.read() as conn:
+        rows = conn.execute(select(st_devices)).mappings().all()
+    for row in rows:
+        receipt = InstallReceipt.parse(row["receipt"])
+        assert (receipt.firmware_digest, receipt.firmware_version, receipt.security_counter) == (
+            expected.digest,
+            "1.0.0+0",
+            1,
+        )
+        assert (row["firmware_digest"], row["firmware_version"], row["security_counter"]) == (
+            expected.digest.hex(),
+            "1.0.0+0",
+            1,
+        )
+    programmed = [e for e in entries_of(run.line1) if e.action == "device.programmed"]
+    assert {(e.details["firmware_digest"], e.details["security_counter"]) for e in programmed} == {
+        (expected.digest.hex(), 1)
+    }
+    # the export carries each record's receipt and the measurement; the OEM registers them all
+    export = parse_canonical(run.line1.station.export())
+    assert [r["measured"] for r in export["records"]] == [
+        {"firmware_digest": expected.digest.hex(), "firmware_version": "1.0.0+0", "security_counter": 1}
+    ] * 3
+    report = run.oem.reconciler.reconcile(canonical_json(export))
+    assert (report.registered, report.alerts) == (3, [])
+    # the package's use of the class key is in the OEM's log, the key itself is not
+    unsealed = [e for e in entries_of(run.oem) if e.action == "class-key.unseal"]
+    assert [e.details["purpose"].split(" ")[:2] for e in unsealed] == [["package", package.package_id]]
+    assert package.secrets[IMAGE_KEY_SECRET].hex() not in str([e.details for e in entries_of(run.oem)])
+
+
+def test_a_device_given_an_image_that_does_not_boot_sends_no_receipt(run: Run) -> None:
+    """A programmer that alters the image (and the unsigned provisioning document to match it): the
+    device refuses to boot it, sends no receipt, and stays issued at the station."""
+    run.line1.station.load(seal_for(run.oem, run.line1, "po-1", 2))
+    chip, good = run.chip(), run.chip()
+    results = provision(run.line1, "po-1", [chip, good])
+    tampered = bytearray(run.line1.station.image("po-1"))
+    tampered[0x200 + 5] ^= 0x01  # a byte of the encrypted body
+    altered = dataclasses.replace(
+        Provisioning.parse(results[0].provisioning),  # type: ignore[union-attr]
+        image_digest=hashlib.sha256(bytes(tampered)).digest(),
+    )
+    with pytest.raises(VerificationFailed, match="image hash does not match"):
+        DeviceAgent(chip).install(altered.to_json(), bytes(tampered))
+    assert not DeviceAgent(chip).provisioned
+    assert chip.counter(SECURITY_COUNTER) == 0
+    install(run.line1, results[1:], [good])
+    status = run.line1.station.order_status("po-1")
+    assert (status["issued"], status["programmed"]) == (2, 1)
+    with run.line1.store.read() as conn:
+        states = dict(conn.execute(select(st_devices.c.chip_uid, st_devices.c.state)).all())
+    assert states == {chip.uid: "issued", good.uid: "programmed"}
+    report = run.oem.reconciler.reconcile(run.line1.station.export())
+    assert (report.registered, report.awaiting_receipt, report.alerts) == (1, 1, [])
+    assert [d["chip_uid"] for d in run.oem.reconciler.devices()] == [good.uid]
+
+
+def test_a_receipt_measuring_other_firmware_is_refused_and_flagged(run: Run) -> None:
+    """A device (or a forged receipt under its key) reporting another boot than the release: the
+    station refuses it; a station that records it anyway is caught at reconciliation."""
+    run.line1.station.load(seal_for(run.oem, run.line1, "po-1", 3))
+    chips = [run.chip() for _ in range(3)]
+    results = provision(run.line1, "po-1", chips)
+    image = run.line1.station.image("po-1")
+    receipts = [
+        InstallReceipt.parse(DeviceAgent(c).install(r.provisioning, image))  # type: ignore[union-attr]
+        for c, r in zip(chips, results, strict=True)
+    ]
+    forged = [
+        _resign(chips[0], dataclasses.replace(receipts[0], security_counter=7)),
+        _resign(chips[1], dataclasses.replace(receipts[1], firmware_version="1.0.1+0")),
+    ]
+    outcome = run.line1.station.complete([r.to_json() for r in forged])
+    assert all(isinstance(o, VerificationFailed) for o in outcome), outcome
+    assert "security counter 7, not the release's 1" in outcome[0].message  # type: ignore[union-attr]
+    assert "version 1.0.1+0, not the release's 1.0.0" in outcome[1].message  # type: ignore[union-attr]
+    assert run.line1.station.order_status("po-1")["programmed"] == 0
+    # a compromised station records them anyway (and the third device's honest receipt)
+    with run.line1.store.write() as conn:
+        for receipt in [*forged, receipts[2]]:
+            conn.execute(
+                st_devices.update()
+                .where(st_devices.c.chip_uid == receipt.chip_uid)
+                .values(
+                    receipt=receipt.to_json(),
+                    state="programmed",
+                    firmware_digest=receipt.firmware_digest.hex(),
+                    firmware_version=receipt.firmware_version,
+                    security_counter=receipt.security_counter,
+                )
+            )
+    export = parse_canonical(run.line1.station.export())
+    # and, for the honest device, a measurement beside the receipt that is not the receipt's
+    honest = next(r for r in export["records"] if r["receipt"] == b64(receipts[2].to_json()))
+    honest["measured"] = dict(honest["measured"], security_counter=2)
+    report = run.oem.reconciler.reconcile(canonical_json(export))
+    assert report.registered == 0
+    alerts = {a["chip_uid"]: a for a in report.alerts}
+    assert {a["kind"] for a in report.alerts} == {"bad-firmware"}
+    assert "security counter 7" in alerts[chips[0].uid]["message"]
+    assert "version 1.0.1+0" in alerts[chips[1].uid]["message"]
+    assert "differs from the device's receipt" in alerts[chips[2].uid]["message"]
+    assert run.oem.reconciler.devices() == []
+
+
+def test_an_order_needs_a_published_release_of_its_product(run: Run) -> None:
+    production = run.oem.production
+    draft = publish(run.oem, "1.1.0", approvers=("alice",))  # one approval of two: not published
+    order = {
+        "product": "widget",
+        "stations": ["line1"],
+        "quota": 1,
+        "not_before": T0,
+        "not_after": run.window_end,
+    }
+    with pytest.raises(PolicyViolation, match=r"widget-1\.1\.0 is draft, not published"):
+        production.create_order("po-draft", release_id=draft, **order)  # type: ignore[arg-type]
+    run.oem.releases.approve(draft, "bob")
+    with pytest.raises(PolicyViolation, match=r"widget-1\.1\.0 is approved, not published"):
+        production.create_order("po-draft", release_id=draft, **order)  # type: ignore[arg-type]
+    with pytest.raises(NotFound, match=r"no release 'widget-9\.9\.9'"):
+        production.create_order("po-none", release_id="widget-9.9.9", **order)  # type: ignore[arg-type]
+    production.create_product(
+        "gadget",
+        description="Gadget",
+        device_domain="gadget.devices.acme.example",
+        vendor_roots=[run.vendor.root],
+        organization="Acme",
+    )
+    with pytest.raises(PolicyViolation, match="firmware for product widget, not gadget"):
+        production.create_order(
+            "po-gadget",
+            release_id="widget-1.0.0",
+            **{**order, "product": "gadget"},  # type: ignore[arg-type]
+        )
+    assert [o.terms.order_id for o in production.orders()] == ["po-1"]
+    assert last_entry(run.oem).outcome.value == "refused"
+    run.oem.releases.publish(draft)
+    assert production.create_order("po-draft", release_id=draft, **order).terms.release_version == "1.1.0"  # type: ignore[arg-type]
+
+
+def test_a_package_is_not_sealed_with_an_image_its_devices_would_refuse(run: Run) -> None:
+    """The OEM's stored image altered (its digest column too): sealing verifies the image as a
+    device boots it and refuses."""
+    with run.oem.store.write() as conn:
+        image = conn.execute(select(fw_releases.c.image)).scalar_one()
+        bad = bytearray(image)
+        bad[0x200 + 5] ^= 0x01
+        conn.execute(
+            fw_releases.update().values(image=bytes(bad), image_sha256=hashlib.sha256(bytes(bad)).hexdigest())
+        )
+    with pytest.raises(VerificationFailed, match="does not boot on the product's devices"):
+        seal_for(run.oem, run.line1, "po-1", 2)
+    assert run.oem.production.packages("po-1") == []
+
+
+def _resign(chip: SecureElement, receipt: InstallReceipt) -> InstallReceipt:
+    """A receipt signed with the device's own identity key (a device lying about its boot)."""
+    return dataclasses.replace(receipt, signature=chip.sign(IDENTITY_SLOT, receipt.signed_payload()))
+
+
+def entries_of(home: Home) -> list[AuditEntry]:
+    return [AuditEntry.parse(e) for e in home.log.entries(0, home.log.size())]

@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[2]
 ORDER = "po-rel"
 STATION_ID = "line1"
 STATION_PASSPHRASE = "station-passphrase"
-IMAGE = b"\x7fFWIMG reliability firmware 1.0.0\n" * 64
+FIRMWARE = b"\x7fFWIMG reliability firmware 1.0.0\n" * 64
 
 
 def never() -> str:
@@ -59,7 +59,7 @@ def make_line(tmp_path: Path, quota: int, *, database: str | None = None) -> Lin
     vendor = SiliconVendor("Trusted Silicon", now=now - timedelta(days=1))
     vendor_state = tmp_path / "vendor.json"
     save_vendor(vendor, vendor_state)
-    release = found_product(oem, vendor, image=IMAGE)
+    release = found_product(oem, vendor, firmware=FIRMWARE)
     station_path = tmp_path / "station"
     station = Home.init(
         station_path,

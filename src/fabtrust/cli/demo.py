@@ -1,14 +1,17 @@
 """``fabtrust demo``: a whole production run on embedded defaults, checked by the demo itself.
 
 Two data homes under the demo directory, each with its own SQLite store, soft key store and audit
-log: ``oem`` (root ceremony with 5 custodians and threshold 3, product CA, placeholder release,
-orders, packages, reconciliation) and ``line1`` (a factory station: its keys, its order-bound
-issuing CA, the provisioning of every device). Devices are the reference secure elements of a
-simulated silicon vendor; a few counterfeit, forged, replayed and cloned chips are mixed in and
-must be refused, and one device beyond the quota must be refused too. At the end the demo checks
-its own result — every device chain verifies to the OEM root with cryptography's X.509 verifier,
-the quota held, the OEM registered exactly the good devices, both audit logs recompute to their
-signed checkpoints — and prints a summary. Any failed check is an error (exit 2).
+log: ``oem`` (root ceremony with 5 custodians and threshold 3, product CA, a firmware release
+approved by 2 of its 3 release signers and published as a signed, encrypted MCUboot image, orders,
+packages, reconciliation) and ``line1`` (a factory station: its keys, its order-bound issuing CA,
+the provisioning of every device). Devices are the reference secure elements of a simulated
+silicon vendor; each boots the release once it is programmed and reports the measured boot in its
+signed install receipt. A few counterfeit, forged, replayed and cloned chips are mixed in and must
+be refused, and one device beyond the quota must be refused too. At the end the demo checks its
+own result — every device chain verifies to the OEM root with cryptography's X.509 verifier, the
+quota held, every device booted the release, the OEM registered exactly the good devices, both
+audit logs recompute to their signed checkpoints — and prints a summary. Any failed check is an
+error (exit 2).
 """
 
 from __future__ import annotations
@@ -30,10 +33,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedCo
 from rich.table import Table
 
 from fabtrust.cli.context import console, options
+from fabtrust.crypto.canonical import parse_canonical
 from fabtrust.device.agent import DeviceAgent, ReplayingAgent
 from fabtrust.device.element import SecureElement
 from fabtrust.device.vendor import SiliconVendor
 from fabtrust.errors import Conflict, FabtrustError, VerificationFailed
+from fabtrust.firmware.image import ImageVersion
 from fabtrust.home import Home
 from fabtrust.production.station import Provisioned
 from fabtrust.tlog.export import verify_export, write_export
@@ -44,6 +49,9 @@ DEVICE_DOMAIN = "widget.devices.acme.example"
 MARKER = "fabtrust-demo.json"
 CUSTODIANS = 5
 THRESHOLD = 3
+RELEASE_SIGNERS = ("alice", "bob", "carol")
+RELEASE_THRESHOLD = 2
+FIRMWARE_BYTES = 32 * 1024  # small: every simulated device decrypts it when it boots
 
 
 class DemoFailed(VerificationFailed):
@@ -100,8 +108,9 @@ class _Demo:
             vendor = self._oem_setup(oem)
             self._station_setup(oem, line1)
             elapsed, provisioned = self._provision(line1, vendor)
-            report = oem.reconciler.reconcile(line1.station.export(since_size=0))
-            summary = self._check(oem, line1, provisioned, report.to_doc(), elapsed)
+            export = line1.station.export(since_size=0)
+            report = oem.reconciler.reconcile(export)
+            summary = self._check(oem, line1, provisioned, report.to_doc(), elapsed, export)
         summary["demo_seconds"] = round(time.perf_counter() - t0, 2)
         console.print(f"demo finished in {summary['demo_seconds']:.1f} s. Look around, without any secret:")
         console.print(f"  fabtrust --home {self.root / 'oem'} log checkpoint")
@@ -137,10 +146,29 @@ class _Demo:
             vendor_roots=[vendor.root],
             organization="Acme",
         )
-        image = b"FABTRUST-PLACEHOLDER-IMAGE 1.0.0\n" + secrets.token_bytes(32 * 1024)
-        oem.production.create_release(PRODUCT, "1.0.0", image)
         console.print(
-            f"   product {PRODUCT} (devices under {DEVICE_DOMAIN}), release 1.0.0, {len(image):,}-byte image"
+            f"   product {PRODUCT} (devices under {DEVICE_DOMAIN}), accepting "
+            f"{vendor.root.subject.rfc4514_string()}"
+        )
+        releases = oem.releases
+        for name in RELEASE_SIGNERS:
+            releases.add_signer(name)
+        releases.set_policy(PRODUCT, RELEASE_THRESHOLD)
+        firmware = b"FABTRUST-DEMO-FIRMWARE 1.0.0\n" + secrets.token_bytes(FIRMWARE_BYTES)
+        release = releases.create(PRODUCT, "1.0.0", firmware, 1, "first production release")
+        for name in RELEASE_SIGNERS[:RELEASE_THRESHOLD]:
+            release = releases.approve(release.release_id, name)
+        release = releases.publish(release.release_id)
+        approvers = ", ".join(a.signer or a.key_id for a in release.approvals if a.status == "valid")
+        console.print(
+            f"   release {release.release_id}: SBOM (CycloneDX 1.6), approved by {approvers} "
+            f"({release.valid_approvals} of {len(RELEASE_SIGNERS)} release signers, "
+            f"{release.threshold} needed)"
+        )
+        console.print(
+            f"   published: {release.image_size:,}-byte MCUboot image, security counter "
+            f"{release.statement.security_counter}, signed by the OEM firmware key, encrypted to the "
+            f"{PRODUCT} class key"
         )
         return vendor
 
@@ -148,7 +176,7 @@ class _Demo:
         console.print("[bold]3. Station line1: keys made in its own key store, certified by the OEM[/]")
         enrollment = line1.station.enroll("line1", organization="Acme")
         line1.station.install_certificate(oem.production.certify_station(enrollment, organization="Acme"))
-        console.print("[bold]4. OEM: order, and a package sealed to line1 only[/]")
+        console.print("[bold]4. OEM: order for the release, and a package sealed to line1 only[/]")
         now = oem.clock()
         order = oem.production.create_order(
             ORDER,
@@ -167,11 +195,15 @@ class _Demo:
         status = line1.station.load(package)
         console.print(
             f"   order {ORDER}: quota {status['quota']}, window until {status['not_after']}; "
-            f"package {len(package):,} bytes, HPKE-sealed to line1, issuing CA {status['issuing_ca']}"
+            f"package {len(package):,} bytes (the encrypted image and its class key inside), HPKE-sealed "
+            f"to line1, issuing CA {status['issuing_ca']}"
         )
 
     def _provision(self, line1: Home, vendor: SiliconVendor) -> tuple[float, list[Provisioned]]:
-        console.print(f"[bold]5. line1: provisioning {self.devices:,} devices (and some bad chips)[/]")
+        console.print(
+            f"[bold]5. line1: provisioning {self.devices:,} devices (and some bad chips); each boots the "
+            "release and signs what it measured[/]"
+        )
         station = line1.station
         image = station.image(ORDER)  # one image for every device of the order
         other = SiliconVendor("Counterfeit Fab", now=line1.clock() - timedelta(days=1))
@@ -236,7 +268,13 @@ class _Demo:
     # -- the self-check ----------------------------------------------------------------------------
 
     def _check(
-        self, oem: Home, line1: Home, provisioned: list[Provisioned], report: dict[str, Any], elapsed: float
+        self,
+        oem: Home,
+        line1: Home,
+        provisioned: list[Provisioned],
+        report: dict[str, Any],
+        elapsed: float,
+        export: bytes,
     ) -> dict[str, Any]:
         console.print("[bold]6. OEM: reconciliation of line1's records, checkpoint and proofs[/]")
         root = oem.pki.ca("root").certificate
@@ -246,10 +284,22 @@ class _Demo:
             verifier.verify(device.certificate, issuing)
         status = line1.station.order_status(ORDER)
         registry = oem.reconciler.devices(ORDER)
+        terms = oem.production.order(ORDER).terms
+        release = {
+            "firmware_digest": terms.firmware_digest,
+            "firmware_version": str(ImageVersion.parse(terms.release_version)),  # as devices write it
+            "security_counter": terms.security_counter,
+        }
+        measured = [r["measured"] for r in parse_canonical(export)["records"]]
         checks = {
             "every device chain verifies to the OEM root": len(provisioned) == self.devices,
             "quota held at the station": status["used"] == status["quota"] == self.devices,
             "every device programmed (receipt verified)": status["programmed"] == self.devices,
+            f"every device booted release {terms.release_id} (measured digest, version, counter)": len(
+                measured
+            )
+            == self.devices
+            and all(m == release for m in measured),
             "OEM registered exactly the good devices": report["registered"] == self.devices == len(registry),
             "no alert at reconciliation": report["alerts"] == [],
             "no duplicate chip, serial or key": len({d["chip_uid"] for d in registry})
@@ -279,6 +329,11 @@ class _Demo:
             f"{len(provisioned):,} in {elapsed:.2f} s ({rate:,.0f}/s end to end, simulated devices included)",
         )
         table.add_row("quota", f"{status['used']:,} used of {status['quota']:,}; {status['remaining']} left")
+        table.add_row(
+            "firmware booted",
+            f"{terms.release_id}, security counter {terms.security_counter}, "
+            f"digest {terms.firmware_digest[:16]}…",
+        )
         for reason, count in sorted(self.refusals.items()):
             table.add_row(f"refused: {reason}", str(count))
         table.add_row("registered at the OEM", f"{report['registered']:,} manufactured")
@@ -298,6 +353,7 @@ class _Demo:
             "refusals": dict(self.refusals),
             "quota": {"quota": status["quota"], "used": status["used"]},
             "registered": report["registered"],
+            "release": {"release_id": terms.release_id, **release},
             "logs": logs,
             "checks": checks,
         }

@@ -41,7 +41,11 @@ def _window(order: Order) -> str:
 def _print_terms(order: Order) -> None:
     t = order.terms
     say(f"order {t.order_id}: {order.status}")
-    say(f"  product   {t.product}, release {t.release_id} (image sha256 {t.image_sha256})")
+    say(f"  product   {t.product}, release {t.release_id}")
+    say(
+        f"  firmware  {t.release_version}, security counter {t.security_counter}, "
+        f"image sha256 {t.image_sha256}"
+    )
     say(f"  stations  {', '.join(t.stations)}")
     say(f"  quota     {t.quota}")
     say(f"  window    {_window(order)}")
@@ -53,7 +57,7 @@ def create(
     order_id: str = typer.Argument(..., help="Order id: 1-40 of a-z 0-9 -."),
     product: str = typer.Option(..., "--product"),
     release: str = typer.Option(
-        ..., "--release", help="Release id (as `product release` printed it) or its version."
+        ..., "--release", help="A published release: its id (`firmware release list`) or its version."
     ),
     stations: list[str] = typer.Option(..., "--station", help="A station that may build it (repeat)."),
     quota: int = typer.Option(..., "--quota", min=1, help="Devices to build, all stations together."),

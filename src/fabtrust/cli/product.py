@@ -1,5 +1,5 @@
 """``fabtrust product``: product lines (a product CA under the root, the silicon vendors they
-accept) and their (placeholder) firmware releases, at the OEM."""
+accept), at the OEM. Their firmware releases are ``fabtrust firmware release``."""
 
 from __future__ import annotations
 
@@ -17,10 +17,9 @@ from fabtrust.cli.station import read_document, say
 from fabtrust.crypto.keys import KeyType
 from fabtrust.errors import InvalidInput
 
-app = typer.Typer(help="Product lines and their firmware releases (OEM).", no_args_is_help=True)
+app = typer.Typer(help="Product lines (OEM); their releases: `fabtrust firmware`.", no_args_is_help=True)
 
 MAX_CERTIFICATE_FILE = 64 * 1024
-MAX_IMAGE = 32 * 1024 * 1024  # it travels base64-encoded inside a package of at most 64 MiB
 
 
 def load_vendor_root(path: Path) -> x509.Certificate:
@@ -87,18 +86,3 @@ def list_products(ctx: typer.Context) -> None:
     for p in products:
         table.add_row(Text(p["name"]), Text(p["product_ca"]), str(p["vendors"]), Text(p["description"]))
     console.print(table)
-
-
-@app.command("release")
-def release(
-    ctx: typer.Context,
-    name: str = typer.Argument(..., help="The product."),
-    version: str = typer.Argument(..., help="Release version: 1-40 of 0-9 A-Z a-z . + -"),
-    image: Path = typer.Option(..., "--image", help=f"The firmware image (at most {MAX_IMAGE} bytes)."),
-) -> None:
-    """A placeholder release: the image and its digest, signed by the OEM release key."""
-    data = read_document(image, "image", MAX_IMAGE)
-    with open_home(ctx) as home:
-        release_id = home.production.create_release(name, version, data)
-    say(f"release {release_id}")
-    say(f"  image  {len(data)} bytes, sha256 {hashlib.sha256(data).hexdigest()}")

@@ -30,7 +30,7 @@ from rich.text import Text
 from fabtrust.cli.context import console, open_home
 from fabtrust.cli.log import _read
 from fabtrust.crypto.keys import key_id
-from fabtrust.errors import Conflict, InvalidInput
+from fabtrust.errors import Conflict, FabtrustError, InvalidInput
 from fabtrust.production.documents import MAX_DOCUMENT, MAX_SMALL_DOCUMENT, StationCertificate
 
 app = typer.Typer(help="A factory station: enrollment, packages, status and sync.", no_args_is_help=True)
@@ -157,7 +157,7 @@ def provision(
     ),
 ) -> None:
     """Provision simulated devices end to end (line test): challenge, genuineness, certificate,
-    record, secrets, image, install receipt; refusals counted by reason."""
+    record, secrets, image, boot, install receipt; refusals counted by reason."""
     from collections import Counter
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
@@ -196,7 +196,11 @@ def provision(
                 for result in station.provision(order, answers):
                     if isinstance(result, Provisioned):
                         agent = DeviceAgent(chips[result.chip_uid])
-                        receipts.append(agent.install(result.provisioning, image))
+                        try:
+                            receipts.append(agent.install(result.provisioning, image))
+                        except FabtrustError as exc:  # the device did not boot the image: no receipt
+                            refused[f"device: {exc.message}"] += 1
+                            continue
                         done += 1
                     else:
                         refused[result.message] += 1

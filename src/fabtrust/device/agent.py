@@ -1,9 +1,14 @@
-"""The device firmware's provisioning agent: answers a station's challenge and installs what the
-station sends, keeping every key inside the secure element.
+"""The device firmware's provisioning agent: answers a station's challenge, installs what the
+station sends, keeping every key inside the secure element, and boots the programmed image once
+(:class:`~fabtrust.device.boot.BootManager`) so that its install receipt reports the measured boot.
 
 The agent holds no state of its own (firmware restarts); everything lives in the element. On any
-refusal it raises a fabtrust error and leaves the element as it found it: every check runs before
-the first write.
+refusal of the documents it raises a fabtrust error and leaves the element as it found it: every
+check runs before the first write. The boot is the one check that can only come after writes (a
+device boots from what its flash, OTP and sealed storage hold): an image that does not boot leaves
+the image, the device-class secrets and the OEM key hash written, but no certificate chain and no
+advanced provisioning counter, so the device is not provisioned, sends no receipt, raises the boot
+manager's refusal, and can be programmed again (rework) with an image that boots.
 """
 
 from __future__ import annotations
@@ -104,8 +109,12 @@ class DeviceAgent:
         return dataclasses.replace(draft, signature=signature).to_json()
 
     def install(self, provisioning_json: bytes, image: bytes) -> bytes:
-        """Install a :class:`Provisioning` document and the order's firmware ``image``; return a
-        signed :class:`InstallReceipt`."""
+        """Install a :class:`Provisioning` document and the order's firmware ``image``, boot the
+        image, and return a signed :class:`InstallReceipt` with the measured boot. Raises the boot
+        manager's refusal, and sends no receipt, if the image does not boot."""
+        # boot imports this module's layout constants: import it when it is needed
+        from fabtrust.device.boot import BootManager
+
         provisioning = Provisioning.parse(provisioning_json)
         if not isinstance(image, bytes):
             raise InvalidInput("the firmware image is bytes")
@@ -142,14 +151,17 @@ class DeviceAgent:
             SEALING_SLOT, provisioning.sealed_secrets, secrets_info(element.uid)
         )
 
-        # -- writes --
+        # -- writes the boot needs, then the boot (its refusal is raised: no receipt) --
         element.store_sealed(SECRETS_OBJECT, device_secrets)
         element.flash_write(IMAGE_REGION, image)
         element.burn(OEM_KEY_HASH_OTP, provisioning.oem_key_hash)
+        booted = BootManager(element).boot()
+
+        # -- the device is provisioned once its image booted --
         element.flash_write(CERTIFICATES_REGION, _pack_chain(provisioning.certificate_chain))
         counter = element.increment(PROVISIONED_COUNTER)
 
-        # -- receipt, measured from what was stored --
+        # -- receipt, measured from what was stored and what booted --
         draft = InstallReceipt(
             chip_uid=element.uid,
             device_serial=provisioning.device_serial,
@@ -158,6 +170,9 @@ class DeviceAgent:
             ).digest(),
             image_sha256=hashlib.sha256(element.flash_read(IMAGE_REGION)).digest(),
             secrets_sha256=hashlib.sha256(element.load_sealed(SECRETS_OBJECT)).digest(),
+            firmware_digest=booted.digest,
+            firmware_version=str(booted.version),
+            security_counter=booted.security_counter,
             counter=counter,
             signature=b"\x00",  # placeholder: the signature covers every other member
         )

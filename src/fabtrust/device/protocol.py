@@ -18,9 +18,10 @@ The exchange, one device at a time::
                          <-------------------   GenuinenessResponse (signed by the birth key)
     verify_genuineness(), duplicate check, quota, certificate for the CSR, secrets sealed to the
     sealing key
-    Provisioning         ------------------->
-                         <-------------------   InstallReceipt (signed by the identity key)
-    verify_receipt()
+    Provisioning, image  ------------------->   install, then boot (BootManager)
+                         <-------------------   InstallReceipt (signed by the identity key: what
+                                                was stored, and the measured boot of the image)
+    verify_receipt(), verify_measurement()
 
 Verification raises (:class:`VerificationFailed`, :class:`InvalidInput`), never returns a bool, does
 no I/O and takes the time as an argument.
@@ -58,6 +59,7 @@ from fabtrust.crypto.keys import (
     verify_with_key,
 )
 from fabtrust.errors import InvalidInput, VerificationFailed
+from fabtrust.firmware.image import ImageVersion
 
 #: Largest document :meth:`parse` accepts, in bytes (base64 makes a firmware image 4/3 larger).
 MAX_DOCUMENT_BYTES = 256 * 1024
@@ -96,6 +98,16 @@ def check_chip_uid(value: object) -> str:
 def check_device_serial(value: object) -> str:
     if not isinstance(value, str) or not _PRINTABLE_SERIAL.fullmatch(value):
         raise InvalidInput("device serial must be 1 to 64 PrintableString characters")
+    return value
+
+
+def check_firmware_version(value: object) -> str:
+    """An image version as ``major.minor.revision+build``, all four parts written (the form
+    :class:`~fabtrust.firmware.image.ImageVersion` prints), so that one version has one spelling."""
+    if not isinstance(value, str) or len(value) > 32:
+        raise InvalidInput("firmware version must be major.minor.revision+build")
+    if str(ImageVersion.parse(value)) != value:
+        raise InvalidInput("firmware version must be written in full as major.minor.revision+build")
     return value
 
 
@@ -325,17 +337,26 @@ class Provisioning:
 
 @dataclass(frozen=True)
 class InstallReceipt:
-    """Device -> station: what the device installed, measured from what it stored, signed by the
-    device's identity key over :meth:`signed_payload`. ``counter`` is the device's monotonic
-    provisioning counter after this install."""
+    """Device -> station: what the device installed and what it then booted, measured by the device
+    itself and signed by its identity key over :meth:`signed_payload`.
 
-    FORMAT: ClassVar[str] = "fabtrust.install-receipt/v1"
+    ``image_sha256`` is the SHA-256 of the image as stored (encrypted, as programmed);
+    ``firmware_digest``, ``firmware_version`` and ``security_counter`` are the measured boot: the
+    image's SHA256 TLV (header, *plaintext* body and protected TLVs, recomputed by the boot manager
+    after decrypting), its version (``major.minor.revision+build``) and its SEC_CNT. ``counter`` is the
+    device's monotonic provisioning counter after this install. A device whose image does not boot
+    sends no receipt."""
+
+    FORMAT: ClassVar[str] = "fabtrust.install-receipt/v2"
 
     chip_uid: str
     device_serial: str
     certificate_sha256: bytes
     image_sha256: bytes
     secrets_sha256: bytes
+    firmware_digest: bytes
+    firmware_version: str
+    security_counter: int
     counter: int
     signature: bytes
 
@@ -345,6 +366,14 @@ class InstallReceipt:
         _check_bytes(self.certificate_sha256, "certificate_sha256", size=_SHA256_BYTES)
         _check_bytes(self.image_sha256, "image_sha256", size=_SHA256_BYTES)
         _check_bytes(self.secrets_sha256, "secrets_sha256", size=_SHA256_BYTES)
+        _check_bytes(self.firmware_digest, "firmware_digest", size=_SHA256_BYTES)
+        check_firmware_version(self.firmware_version)
+        if (
+            not isinstance(self.security_counter, int)
+            or isinstance(self.security_counter, bool)
+            or not 0 <= self.security_counter < 2**32
+        ):
+            raise InvalidInput("security_counter must be an integer from 0 to 2**32 - 1")
         if (
             not isinstance(self.counter, int)
             or isinstance(self.counter, bool)
@@ -518,7 +547,8 @@ def verify_receipt(
 ) -> None:
     """Check a device's install receipt against the certificate issued to it and the image sent.
 
-    The receipt's ``chip_uid`` and ``counter`` are the station's to compare with its own record.
+    The receipt's ``chip_uid`` and ``counter`` are the station's to compare with its own record, its
+    measured boot is :func:`verify_measurement`'s to compare with the release.
     """
     try:
         verify_signature(_spki(certificate), receipt.signed_payload(), receipt.signature)
@@ -535,22 +565,64 @@ def verify_receipt(
         raise VerificationFailed("device stored another firmware image than expected")
 
 
+@dataclass(frozen=True)
+class ExpectedFirmware:
+    """What a device of an order must have booted: the release's image digest (SHA256 TLV), version
+    and security counter."""
+
+    digest: bytes
+    version: str
+    security_counter: int
+
+    def __post_init__(self) -> None:
+        _check_bytes(self.digest, "firmware digest", size=_SHA256_BYTES)
+        if not isinstance(self.version, str):
+            raise InvalidInput("firmware version must be a string")
+        ImageVersion.parse(self.version)
+        if not isinstance(self.security_counter, int) or isinstance(self.security_counter, bool):
+            raise InvalidInput("security counter must be an integer")
+
+
+def verify_measurement(receipt: InstallReceipt, expected: ExpectedFirmware) -> None:
+    """Check the boot a receipt reports against the release the device was programmed with.
+
+    Call it after :func:`verify_receipt` (which establishes that the device signed the receipt).
+    Raises :class:`VerificationFailed` naming the first measurement that differs."""
+    if not hmac.compare_digest(receipt.firmware_digest, expected.digest):
+        raise VerificationFailed(
+            f"device booted firmware with digest {receipt.firmware_digest.hex()[:16]}…, "
+            f"not the release's {expected.digest.hex()[:16]}…"
+        )
+    if ImageVersion.parse(receipt.firmware_version) != ImageVersion.parse(expected.version):
+        raise VerificationFailed(
+            f"device booted firmware version {receipt.firmware_version}, not the release's {expected.version}"
+        )
+    if receipt.security_counter != expected.security_counter:
+        raise VerificationFailed(
+            f"device booted firmware with security counter {receipt.security_counter}, "
+            f"not the release's {expected.security_counter}"
+        )
+
+
 __all__ = [
     "MAX_CHAIN_LENGTH",
     "MAX_DOCUMENT_BYTES",
     "NONCE_BYTES",
     "SECRETS_INFO_PREFIX",
     "Challenge",
+    "ExpectedFirmware",
     "GenuineChip",
     "GenuinenessResponse",
     "InstallReceipt",
     "Provisioning",
     "check_chip_uid",
     "check_device_serial",
+    "check_firmware_version",
     "load_certificates",
     "rfc3339_utc",
     "secrets_info",
     "subject_serial_number",
     "verify_genuineness",
+    "verify_measurement",
     "verify_receipt",
 ]

@@ -4,10 +4,13 @@ verified over bytes with the time passed in. No store, no key store (signing is 
 - ``fabtrust.station-enrollment/v1`` (station → OEM): signed by the station identity key; CSR.
 - ``fabtrust.station-certificate/v1`` (OEM → station): public data; pinned at install.
 - ``fabtrust.issuing-request/v1`` (station → OEM): DSSE, station identity key.
-- ``fabtrust.production-package/v1`` (OEM → one station): DSSE by the OEM package signer, then
-  HPKE-sealed (RFC 9180) to the station's sealing key as ``fabtrust.sealed-package/v1``.
+- ``fabtrust.production-package/v2`` (OEM → one station): DSSE by the OEM package signer, then
+  HPKE-sealed (RFC 9180) to the station's sealing key as ``fabtrust.sealed-package/v1``. It carries
+  the order's published firmware release as its encrypted MCUboot image, and in the order terms what
+  a device booting it must measure (v2; v1 carried a placeholder image and no measurement).
 - ``fabtrust.production-record/v1`` (station → OEM): DSSE, station identity key; logged.
-- ``fabtrust.station-export/v1`` (station → OEM): records, receipts, signed checkpoint, proofs.
+- ``fabtrust.station-export/v1`` (station → OEM): records, receipts (device-signed, with the
+  measured boot), the measurement the station recorded, signed checkpoint, proofs.
 
 Every document carries its type and version; unknown ones, unknown fields and malformed values are
 refused (fail closed). Documents are canonical JSON (RFC 8785).
@@ -16,6 +19,7 @@ refused (fail closed). Documents are canonical JSON (RFC 8785).
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,6 +31,7 @@ from fabtrust.crypto.canonical import canonical_json, parse_canonical
 from fabtrust.crypto.encoding import b64, unb64
 from fabtrust.crypto.keys import key_id, verify_signature
 from fabtrust.errors import InvalidInput, PolicyViolation, VerificationFailed
+from fabtrust.firmware.image import Image, ImageVersion
 
 MAX_DOCUMENT = 64 * 1024 * 1024  # a package carries a firmware image
 MAX_SMALL_DOCUMENT = 256 * 1024
@@ -34,13 +39,15 @@ MAX_SMALL_DOCUMENT = 256 * 1024
 ENROLLMENT = "fabtrust.station-enrollment/v1"
 STATION_CERTIFICATE = "fabtrust.station-certificate/v1"
 ISSUING_REQUEST = "fabtrust.issuing-request/v1"
-PACKAGE = "fabtrust.production-package/v1"
+PACKAGE = "fabtrust.production-package/v2"
 SEALED_PACKAGE = "fabtrust.sealed-package/v1"
 RECORD = "fabtrust.production-record/v1"
 EXPORT = "fabtrust.station-export/v1"
 PAYLOAD_TYPE = "application/vnd.fabtrust+json"
 
 Signer = Callable[[bytes], bytes]
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+_U32_MAX = 0xFFFFFFFF
 
 
 def sha256_hex(data: bytes) -> str:
@@ -84,6 +91,14 @@ def integer(doc: Mapping[str, Any], name: str, *, minimum: int = 0) -> int:
     value = doc.get(name)
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
         raise InvalidInput(f"{name} must be an integer of at least {minimum}")
+    return value
+
+
+def sha256_text(doc: Mapping[str, Any], name: str) -> str:
+    """A SHA-256 digest as 64 lower-case hexadecimal digits."""
+    value = doc.get(name)
+    if not isinstance(value, str) or not _SHA256_HEX.fullmatch(value):
+        raise InvalidInput(f"{name} must be a SHA-256 digest: 64 lower-case hexadecimal digits")
     return value
 
 
@@ -194,17 +209,36 @@ class StationCertificate:
 
 @dataclass(frozen=True)
 class OrderTerms:
-    """What an order commits a station to: product, release, quota, window."""
+    """What an order commits a station to: product, release, quota, window; and what the release's
+    image is: its SHA-256 as programmed (``image_sha256``, the encrypted MCUboot image) and what a
+    device that boots it measures (``firmware_digest``, the image's SHA256 TLV over the plaintext;
+    ``release_version``; ``security_counter``), so a station checks receipts offline."""
 
     order_id: str
     product: str
     release_id: str
     release_version: str
     image_sha256: str
+    firmware_digest: str
+    security_counter: int
     stations: tuple[str, ...]
     quota: int
     not_before: datetime
     not_after: datetime
+
+    _FIELDS = (
+        "order_id",
+        "product",
+        "release_id",
+        "release_version",
+        "image_sha256",
+        "firmware_digest",
+        "security_counter",
+        "stations",
+        "quota",
+        "not_before",
+        "not_after",
+    )
 
     def to_doc(self) -> dict[str, Any]:
         return {
@@ -213,6 +247,8 @@ class OrderTerms:
             "release_id": self.release_id,
             "release_version": self.release_version,
             "image_sha256": self.image_sha256,
+            "firmware_digest": self.firmware_digest,
+            "security_counter": self.security_counter,
             "stations": list(self.stations),
             "quota": self.quota,
             "not_before": rfc3339(self.not_before),
@@ -221,18 +257,7 @@ class OrderTerms:
 
     @classmethod
     def from_doc(cls, doc: object) -> OrderTerms:
-        fields = (
-            "order_id",
-            "product",
-            "release_id",
-            "release_version",
-            "image_sha256",
-            "stations",
-            "quota",
-            "not_before",
-            "not_after",
-        )
-        if not isinstance(doc, dict) or set(doc) != set(fields):
+        if not isinstance(doc, dict) or set(doc) != set(cls._FIELDS):
             raise InvalidInput("order terms are malformed")
         stations = doc["stations"]
         if (
@@ -241,17 +266,44 @@ class OrderTerms:
             or not all(isinstance(s, str) and s for s in stations)
         ):
             raise InvalidInput("order stations must be a non-empty list of station ids")
+        version = text(doc, "release_version", limit=40)
+        ImageVersion.parse(version)
+        counter = integer(doc, "security_counter")
+        if counter > _U32_MAX:
+            raise InvalidInput(f"security_counter must be at most {_U32_MAX}")
         return cls(
             text(doc, "order_id", limit=64),
             text(doc, "product", limit=40),
-            text(doc, "release_id", limit=64),
-            text(doc, "release_version", limit=40),
-            text(doc, "image_sha256", limit=64),
+            text(doc, "release_id", limit=96),
+            version,
+            sha256_text(doc, "image_sha256"),
+            sha256_text(doc, "firmware_digest"),
+            counter,
             tuple(stations),
             integer(doc, "quota", minimum=1),
             moment(doc, "not_before"),
             moment(doc, "not_after"),
         )
+
+    def check_image(self, image: bytes) -> None:
+        """``image`` is this order's release: its SHA-256, and the version, security counter and
+        SHA256 TLV its MCUboot header and TLVs declare (read, not verified: the image is encrypted and
+        the device verifies it when it boots). VerificationFailed otherwise."""
+        if sha256_hex(image) != self.image_sha256:
+            raise VerificationFailed("the package's image is not the order's release (digest differs)")
+        try:
+            parsed = Image.parse(image)
+        except InvalidInput as exc:
+            raise VerificationFailed(f"the package's image is not an MCUboot image ({exc.message})") from None
+        if (
+            parsed.header.version != ImageVersion.parse(self.release_version)
+            or parsed.security_counter != self.security_counter
+            or parsed.sha256.hex() != self.firmware_digest
+        ):
+            raise VerificationFailed(
+                "the package's image does not declare the order's release version, security counter "
+                "and digest"
+            )
 
     def check_window(self, now: datetime) -> None:
         if now < self.not_before:
@@ -275,8 +327,11 @@ class Package:
     issuing_ca: str
     ca_bundle: bytes  # fabtrust.ca-bundle/v1, the issuing CA first
     vendor_anchors: tuple[bytes, ...]  # DER roots of accepted silicon vendors
-    secrets: Mapping[str, bytes]  # device-class secrets, sealed to each device
-    image: bytes
+    # Device-class secrets, re-sealed by the station to each device: ``image-key``, the product's
+    # image decryption key. The station sees them (the package is sealed to it); it is trusted with
+    # them as it is with the issuing key, and every device it seals them to is in its log.
+    secrets: Mapping[str, bytes]
+    image: bytes  # the release's MCUboot image, encrypted to the class key: programmed as it is
     oem_key_hash: bytes  # SHA-256 of the OEM firmware key, burnt into each device
     issued_at: datetime
 
@@ -317,8 +372,7 @@ class Package:
             raise InvalidInput("secrets must be an object of at most 32 named values")
         image = unb64(doc["image"], "image")
         order = OrderTerms.from_doc(doc["order"])
-        if sha256_hex(image) != order.image_sha256:
-            raise VerificationFailed("the package's image is not the order's release (digest differs)")
+        order.check_image(image)
         return cls(
             text(doc, "package_id", limit=64),
             text(doc, "station_id", limit=64),

@@ -1,5 +1,6 @@
-"""The OEM side of a production run: products, (placeholder) releases, station enrollment, orders
-with quotas and windows, and production packages sealed to one station.
+"""The OEM side of a production run: products, station enrollment, orders with quotas and windows
+for a published firmware release (:mod:`fabtrust.firmware.releases`), and production packages sealed
+to one station, carrying that release's encrypted image and the product's image decryption key.
 
 Every act and every refusal is an audit entry. Orders above the approval limit need a second
 person (the ad-hoc two-person rule here becomes issue 6's general k-of-n approvals).
@@ -7,8 +8,6 @@ person (the ad-hoc two-person rule here becomes issue 6's general k-of-n approva
 
 from __future__ import annotations
 
-import hashlib
-import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,7 +15,9 @@ from datetime import datetime
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, x25519
 from sqlalchemy import insert, select, update
 
 from fabtrust.clock import Clock, system_clock
@@ -24,14 +25,18 @@ from fabtrust.crypto import dsse, hpke
 from fabtrust.crypto.canonical import canonical_json, parse_canonical
 from fabtrust.crypto.encoding import b64, unb64
 from fabtrust.crypto.keys import KeyType, KeyUsage, key_id, spki_der
+from fabtrust.device.boot import IMAGE_KEY_SECRET
 from fabtrust.errors import (
     Conflict,
     FabtrustError,
     InvalidInput,
     NotFound,
     PolicyViolation,
+    Unavailable,
     VerificationFailed,
 )
+from fabtrust.firmware.image import Image, ImageVersion, verify_image
+from fabtrust.firmware.releases import FIRMWARE_KEY, ReleaseService, ReleaseState, version_text
 from fabtrust.keystore.base import KeyInfo, KeyStore
 from fabtrust.pki.issuance import NameRequest
 from fabtrust.pki.service import ROOT_ID, PkiService, check_name
@@ -50,13 +55,13 @@ from fabtrust.production.documents import (
     text,
 )
 from fabtrust.store.engine import Store
-from fabtrust.store.tables import prod_orders, prod_packages, prod_products, prod_releases, prod_stations
+from fabtrust.store.tables import prod_orders, prod_packages, prod_products, prod_stations
 from fabtrust.tlog.audit import AuditLog, Outcome
 
 AUDIT_PRODUCTION = "fabtrust.audit.production/v1"
 PACKAGE_SIGNER = "production-package-signer"
-RELEASE_SIGNER = "production-release-signer"
-PLACEHOLDER_RELEASE = "fabtrust.placeholder-release/v1"
+#: The OEM firmware key's label: defined once, by the release service that owns the key.
+RELEASE_SIGNER = FIRMWARE_KEY
 DEFAULT_APPROVAL_LIMIT = 10_000
 MAX_QUOTA = 10_000_000
 
@@ -69,8 +74,48 @@ class Order:
     approved_by: str | None
 
 
+@dataclass(frozen=True)
+class ReleaseFirmware:
+    """A published release as production needs it: the image as programmed and what a device that
+    boots it measures."""
+
+    release_id: str
+    product: str
+    version: str  # as the release names it (``version_text``)
+    security_counter: int
+    image: bytes  # the signed MCUboot image, encrypted to the product's class key
+    image_sha256: str  # of ``image``
+    firmware_digest: str  # the image's SHA256 TLV (header, plaintext body, protected TLVs), hex
+
+
+def release_firmware(releases: ReleaseService, release_id: str) -> ReleaseFirmware:
+    """The published release ``release_id``; NotFound if unknown, PolicyViolation if not published.
+    The image is read from the OEM's own store (checked against its digest there) and its SHA256
+    TLV read, not verified: :meth:`ProductionService.seal_package` verifies it in full."""
+    release = releases.show(release_id)
+    if release.state is not ReleaseState.PUBLISHED:
+        raise PolicyViolation(
+            f"release {release_id} is {release.state.value}, not published: production needs a "
+            "published release"
+        )
+    image = releases.image(release_id)
+    try:
+        parsed = Image.parse(image)
+    except InvalidInput as exc:
+        raise VerificationFailed(f"the image of release {release_id} is damaged ({exc.message})") from None
+    return ReleaseFirmware(
+        release_id=release_id,
+        product=release.statement.product,
+        version=version_text(release.statement.version),
+        security_counter=release.statement.security_counter,
+        image=image,
+        image_sha256=sha256_hex(image),
+        firmware_digest=parsed.sha256.hex(),
+    )
+
+
 class ProductionService:
-    """Products, releases, stations, orders and packages at the OEM."""
+    """Products, stations, orders and packages at the OEM; firmware releases come from ``releases``."""
 
     def __init__(
         self,
@@ -78,12 +123,14 @@ class ProductionService:
         keystore: KeyStore,
         audit: AuditLog,
         pki: PkiService,
+        releases: ReleaseService,
         *,
         actor: str,
         clock: Clock = system_clock,
         approval_limit: int = DEFAULT_APPROVAL_LIMIT,
     ) -> None:
         self._store, self._keystore, self._audit, self._pki = store, keystore, audit, pki
+        self._releases = releases
         self._actor, self._clock, self._approval_limit = actor, clock, approval_limit
 
     # -- logging -----------------------------------------------------------------------------------
@@ -97,7 +144,7 @@ class ProductionService:
     # -- OEM keys ----------------------------------------------------------------------------------
 
     def _own_key(self, label: str) -> KeyInfo:
-        """The OEM's package or release signing key, created on first use."""
+        """The OEM's package signing key, created on first use."""
         for info in self._keystore.list():
             if info.label == label:
                 return info
@@ -109,10 +156,11 @@ class ProductionService:
         return self._own_key(PACKAGE_SIGNER)
 
     def oem_key_hash(self) -> bytes:
-        """SHA-256 of the OEM firmware (release) key's SPKI: what devices burn into OTP."""
-        return hashlib.sha256(self._own_key(RELEASE_SIGNER).public_key_der).digest()
+        """SHA-256 of the OEM firmware key's SPKI (the key that signs every published image): what
+        devices burn into OTP."""
+        return self._releases.firmware_key_hash()
 
-    # -- products and releases ---------------------------------------------------------------------
+    # -- products ----------------------------------------------------------------------------------
 
     def create_product(
         self,
@@ -173,51 +221,6 @@ class ProductionService:
         if row is None:
             raise NotFound(f"no product {product!r}")
         return [unb64(v, "vendor root") for v in parse_canonical(row[0])]
-
-    def create_release(self, product: str, version: str, image: bytes) -> str:
-        """A placeholder firmware release: the image and its digest, signed by the OEM release key.
-        (The firmware issue replaces this with MCUboot images and k-of-n approval.)"""
-        release_id = f"{product}-{version}"
-        try:
-            if not re.fullmatch(r"[0-9A-Za-z.+-]{1,40}", version or ""):
-                raise InvalidInput("release version must be 1-40 characters of [0-9A-Za-z.+-]")
-            if not image:
-                raise InvalidInput("a release needs an image")
-            signer = self._own_key(RELEASE_SIGNER)
-            digest = sha256_hex(image)
-            payload = {
-                "format": PLACEHOLDER_RELEASE,
-                "product": product,
-                "version": version,
-                "image_sha256": digest,
-            }
-            envelope = signed_envelope(payload, signer.key_id, lambda m: self._keystore.sign(signer.uri, m))
-            with self._store.write() as conn:
-                if (
-                    conn.execute(select(prod_products.c.name).where(prod_products.c.name == product)).first()
-                    is None
-                ):
-                    raise NotFound(f"no product {product!r}")
-                if conn.execute(
-                    select(prod_releases.c.release_id).where(prod_releases.c.release_id == release_id)
-                ).first():
-                    raise Conflict(f"release {release_id!r} exists already")
-                conn.execute(
-                    insert(prod_releases).values(
-                        release_id=release_id,
-                        product=product,
-                        version=version,
-                        image=image,
-                        image_sha256=digest,
-                        envelope=envelope,
-                        created_at=self._clock(),
-                    )
-                )
-        except FabtrustError as exc:
-            self._refused("release.create", f"release:{release_id}", exc)
-            raise
-        self._log("release.create", f"release:{release_id}", image_sha256=digest, key_id=signer.key_id)
-        return release_id
 
     # -- stations ----------------------------------------------------------------------------------
 
@@ -303,7 +306,8 @@ class ProductionService:
         not_before: datetime,
         not_after: datetime,
     ) -> Order:
-        """An order; above the approval limit it waits for a second person's approval."""
+        """An order for a published release of the product; above the approval limit it waits for a
+        second person's approval."""
         subject = f"order:{order_id}"
         try:
             check_name(order_id, "order id")
@@ -314,18 +318,23 @@ class ProductionService:
             if not stations or len(set(stations)) != len(stations):
                 raise InvalidInput("an order names one or more distinct stations")
             status = "approved" if quota <= self._approval_limit else "awaiting-approval"
+            if not isinstance(release_id, str) or not 0 < len(release_id) <= 96:
+                raise InvalidInput("a release id is 1 to 96 characters")
+            release = self._releases.show(release_id)  # NotFound if there is none
+            if release.statement.product != product:
+                raise PolicyViolation(
+                    f"release {release_id} is firmware for product {release.statement.product}, not {product}"
+                )
+            if release.state is not ReleaseState.PUBLISHED:
+                raise PolicyViolation(
+                    f"release {release_id} is {release.state.value}, not published: an order needs a "
+                    "published release"
+                )
             with self._store.write() as conn:
                 if conn.execute(
                     select(prod_orders.c.order_id).where(prod_orders.c.order_id == order_id)
                 ).first():
                     raise Conflict(f"order {order_id!r} exists already")
-                release = (
-                    conn.execute(select(prod_releases).where(prod_releases.c.release_id == release_id))
-                    .mappings()
-                    .first()
-                )
-                if release is None or release["product"] != product:
-                    raise NotFound(f"no release {release_id!r} of product {product!r}")
                 for station in stations:
                     row = conn.execute(
                         select(prod_stations.c.status).where(prod_stations.c.station_id == station)
@@ -355,6 +364,7 @@ class ProductionService:
             subject,
             product=product,
             release=release_id,
+            image_sha256=release.image_sha256,
             stations=list(stations),
             quota=quota,
             status=status,
@@ -389,18 +399,10 @@ class ProductionService:
             row = (
                 conn.execute(select(prod_orders).where(prod_orders.c.order_id == order_id)).mappings().first()
             )
-            release = (
-                None
-                if row is None
-                else conn.execute(
-                    select(prod_releases).where(prod_releases.c.release_id == row["release_id"])
-                )
-                .mappings()
-                .first()
-            )
-        if row is None or release is None:
+        if row is None:
             raise NotFound(f"no order {order_id!r}")
-        return Order(_terms(row, release), row["status"], row["created_by"], row["approved_by"])
+        firmware = release_firmware(self._releases, row["release_id"])
+        return Order(_terms(row, firmware), row["status"], row["created_by"], row["approved_by"])
 
     def orders(self) -> list[Order]:
         with self._store.read() as conn:
@@ -448,6 +450,15 @@ class ProductionService:
                 )
             if any(p["station_id"] == station_id for p in self.packages(order_id)):
                 raise Conflict(f"order {order_id} has a package for station {station_id} already")
+            package_id = f"pkg-{secrets.token_hex(8)}"
+            # the release's image as devices will get it, and the key that decrypts it: checked here
+            # as a device would boot it, so a package never carries an image its devices refuse
+            firmware = release_firmware(self._releases, order.terms.release_id)
+            image_key = self._releases.class_key_private(
+                order.terms.product, purpose=f"package {package_id} (order {order_id}, station {station_id})"
+            )
+            oem_key_hash = self.oem_key_hash()
+            _check_bootable(firmware, image_key, oem_key_hash)
             issuing = self._pki.sign_issuing_ca(
                 order.terms.product,
                 unb64(doc["csr"], "csr"),
@@ -455,21 +466,17 @@ class ProductionService:
                 order_id=order_id,
                 not_after=order.terms.not_after,
             )
-            with self._store.read() as conn:
-                image = conn.execute(
-                    select(prod_releases.c.image).where(prod_releases.c.release_id == order.terms.release_id)
-                ).scalar_one()
             package = Package(
-                package_id=f"pkg-{secrets.token_hex(8)}",
+                package_id=package_id,
                 station_id=station_id,
                 order=order.terms,
                 station_quota=share,
                 issuing_ca=issuing.ca_id,
                 ca_bundle=self._pki.export_bundle(issuing.ca_id),
                 vendor_anchors=tuple(self.vendor_roots(order.terms.product)),
-                secrets={"class-key": secrets.token_bytes(32)},
-                image=image,
-                oem_key_hash=self.oem_key_hash(),
+                secrets={IMAGE_KEY_SECRET: image_key},
+                image=firmware.image,
+                oem_key_hash=oem_key_hash,
                 issued_at=now,
             )
             signer = self.package_signer()
@@ -501,6 +508,8 @@ class ProductionService:
             package=package.package_id,
             issuing_ca=issuing.ca_id,
             station_quota=share,
+            release=order.terms.release_id,
+            image_sha256=order.terms.image_sha256,
             key_id=signer.key_id,
             sha256=sha256_hex(document),
         )
@@ -521,15 +530,44 @@ class ProductionService:
         return claimed
 
 
-def _terms(row: Any, release: Any) -> OrderTerms:
+def _terms(row: Any, firmware: ReleaseFirmware) -> OrderTerms:
     return OrderTerms(
         order_id=row["order_id"],
         product=row["product"],
         release_id=row["release_id"],
-        release_version=release["version"],
-        image_sha256=release["image_sha256"],
+        release_version=firmware.version,
+        image_sha256=firmware.image_sha256,
+        firmware_digest=firmware.firmware_digest,
+        security_counter=firmware.security_counter,
         stations=tuple(parse_canonical(row["stations"])),
         quota=row["quota"],
         not_before=row["not_before"],
         not_after=row["not_after"],
     )
+
+
+def _check_bootable(firmware: ReleaseFirmware, image_key: bytes, oem_key_hash: bytes) -> None:
+    """Verify the release's image as a device of the product boots it: signed by the OEM firmware
+    key, decrypting under the class key to the digest its SHA256 TLV names, with the release's
+    version and security counter."""
+    try:
+        key = serialization.load_der_private_key(image_key, password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise Unavailable(f"the class key of product {firmware.product} is not a PKCS#8 key") from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey | x25519.X25519PrivateKey):
+        raise Unavailable(f"the class key of product {firmware.product} is of an unexpected type")
+    try:
+        verified = verify_image(firmware.image, trusted_keys=[oem_key_hash], decryption_key=key)
+    except FabtrustError as exc:
+        raise VerificationFailed(
+            f"the image of release {firmware.release_id} does not boot on the product's devices: "
+            f"{exc.message}"
+        ) from None
+    if (
+        verified.digest.hex() != firmware.firmware_digest
+        or verified.version != ImageVersion.parse(firmware.version)
+        or verified.security_counter != firmware.security_counter
+    ):
+        raise VerificationFailed(
+            f"the image of release {firmware.release_id} is not the release its statement describes"
+        )

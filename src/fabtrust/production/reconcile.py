@@ -8,7 +8,10 @@ names the record's hash), belongs to an order and package the OEM sealed to that
 carries a certificate issued by that package's issuing CA for the record's device. Then, across
 all stations: the same chip UID, device serial or device key seen twice is a clone alert; more
 records for an order and station than the package's quota is an overproduction alert. A device
-whose install receipt is missing or does not verify is registered only once it does.
+whose install receipt is missing or does not verify is registered only once it does. A receipt
+whose measured boot (firmware digest, version, security counter) is not the order's published
+release is a ``bad-firmware`` alert, and that device is not registered; so is an export whose
+measurement beside the receipt differs from the receipt's.
 """
 
 from __future__ import annotations
@@ -26,8 +29,9 @@ from fabtrust.clock import Clock, system_clock
 from fabtrust.crypto.canonical import parse_canonical
 from fabtrust.crypto.encoding import unb64
 from fabtrust.crypto.keys import key_id, spki_der
-from fabtrust.device.protocol import InstallReceipt, verify_receipt
+from fabtrust.device.protocol import ExpectedFirmware, InstallReceipt, verify_measurement, verify_receipt
 from fabtrust.errors import FabtrustError, InvalidInput, NotFound, PolicyViolation, VerificationFailed
+from fabtrust.firmware.releases import ReleaseService
 from fabtrust.pki.service import PkiService
 from fabtrust.production.documents import (
     EXPORT,
@@ -38,10 +42,11 @@ from fabtrust.production.documents import (
     sha256_hex,
     text,
 )
-from fabtrust.production.oem import AUDIT_PRODUCTION
+from fabtrust.production.oem import AUDIT_PRODUCTION, release_firmware
 from fabtrust.store.engine import Store
 from fabtrust.store.tables import (
     fleet_devices,
+    prod_orders,
     prod_packages,
     prod_stations,
     rec_alerts,
@@ -87,15 +92,25 @@ class _Checked:
     record: ProductionRecord
     envelope: bytes
     receipt: bytes | None
+    measured: dict[str, Any] | None
     certificate: x509.Certificate
     key_id: str
 
 
 class Reconciler:
     def __init__(
-        self, store: Store, audit: AuditLog, pki: PkiService, *, actor: str, clock: Clock = system_clock
+        self,
+        store: Store,
+        audit: AuditLog,
+        pki: PkiService,
+        releases: ReleaseService,
+        *,
+        actor: str,
+        clock: Clock = system_clock,
     ) -> None:
         self._store, self._audit, self._pki, self._actor, self._clock = store, audit, pki, actor, clock
+        self._releases = releases
+        self._expected: dict[str, ExpectedFirmware] = {}  # per order, for one reconciliation
 
     def reconcile(self, export: bytes) -> Report:
         """Import one station export. A malformed export, a bad checkpoint or an inconsistent log
@@ -118,6 +133,7 @@ class Reconciler:
             raise
 
     def _reconcile(self, export: bytes) -> Report:
+        self._expected = {}
         if not isinstance(export, bytes) or len(export) > MAX_DOCUMENT:
             raise InvalidInput(f"a station export is bytes of at most {MAX_DOCUMENT}")
         doc = parse_canonical(export)
@@ -197,6 +213,7 @@ class Reconciler:
         if not isinstance(item, dict) or set(item) != {
             "record",
             "receipt",
+            "measured",
             "log_index",
             "entry",
             "inclusion",
@@ -259,7 +276,17 @@ class Reconciler:
             raise VerificationFailed(f"the certificate does not name device {record.device_serial}")
         receipt = item["receipt"]
         receipt_bytes = None if receipt is None else unb64(receipt, "receipt")
-        return _Checked(record, envelope, receipt_bytes, cert, key_id(spki_der(cert.public_key())))  # type: ignore[arg-type]
+        measured = item["measured"]
+        if measured is not None and not isinstance(measured, dict):
+            raise InvalidInput(f"the measurement of device {record.device_serial} is malformed")
+        return _Checked(
+            record,
+            envelope,
+            receipt_bytes,
+            measured,
+            cert,
+            key_id(spki_der(cert.public_key())),  # type: ignore[arg-type]
+        )
 
     def _register(self, checked: Sequence[_Checked], report: Report, station_id: str) -> None:
         now = self._clock()
@@ -405,10 +432,18 @@ class Reconciler:
             report.awaiting_receipt += 1
             return "awaiting-receipt"
         try:
-            verify_receipt(InstallReceipt.parse(c.receipt), c.certificate, bytes.fromhex(r.image_sha256))
+            receipt = InstallReceipt.parse(c.receipt)
+            verify_receipt(receipt, c.certificate, bytes.fromhex(r.image_sha256))
         except FabtrustError as exc:
             self._alert(conn, report, "bad-receipt", c, f"device {r.device_serial}: {exc.message}")
             return "bad-receipt"
+        try:
+            verify_measurement(receipt, self._expected_firmware(conn, r.order_id))
+            if c.measured != _measurement(receipt):
+                raise VerificationFailed("the station's measurement differs from the device's receipt")
+        except FabtrustError as exc:
+            self._alert(conn, report, "bad-firmware", c, f"device {r.device_serial}: {exc.message}")
+            return "bad-firmware"
         conn.execute(
             insert(fleet_devices).values(
                 device_serial=r.device_serial,
@@ -423,6 +458,19 @@ class Reconciler:
         )
         report.registered += 1
         return "registered"
+
+    def _expected_firmware(self, conn: Any, order_id: str) -> ExpectedFirmware:
+        """The published release of the order, as a device booting it measures it."""
+        expected = self._expected.get(order_id)
+        if expected is None:
+            release_id = conn.execute(
+                select(prod_orders.c.release_id).where(prod_orders.c.order_id == order_id)
+            ).scalar_one()
+            firmware = release_firmware(self._releases, release_id)
+            expected = self._expected[order_id] = ExpectedFirmware(
+                bytes.fromhex(firmware.firmware_digest), firmware.version, firmware.security_counter
+            )
+        return expected
 
     def _alert(self, conn: Any, report: Report, kind: str, c: _Checked, message: str) -> None:
         r = c.record
@@ -486,3 +534,12 @@ def _list(doc: Any, name: str, limit: int) -> list[Any]:
     if not isinstance(value, list) or len(value) > limit:
         raise InvalidInput(f"{name} must be a list of at most {limit} items")
     return value
+
+
+def _measurement(receipt: InstallReceipt) -> dict[str, Any]:
+    """The measured boot as the station export carries it beside the receipt."""
+    return {
+        "firmware_digest": receipt.firmware_digest.hex(),
+        "firmware_version": receipt.firmware_version,
+        "security_counter": receipt.security_counter,
+    }

@@ -1,6 +1,16 @@
 """The factory station (provisioning appliance): loads sealed packages, checks that chips are
 genuine, issues device identities from its order-bound issuing key, seals the device-class
-secrets to each device, signs a production record per device, and never exceeds its quota.
+secrets to each device, signs a production record per device, and never exceeds its quota. It
+programs the order's release image as it came in the package (encrypted to the product's class
+key: the station decrypts nothing), and records a device as programmed only once the device's
+signed install receipt reports the boot of exactly that release (digest, version, security
+counter, as the package's order terms name them).
+
+What the station sees: the package is sealed to the station's key, and the device-class secrets in
+it (the product's image decryption key) are open inside the station's process while it re-seals
+them to each device (HPKE to the device's sealing key). The station is trusted with them as it is
+with its order's issuing key; a station that leaked them would expose the product's firmware
+plaintext, not the OEM's signing keys (images still need the OEM firmware key's signature to boot).
 
 Why the quota holds: each batch of devices is one transaction in the station's store that reads
 and advances the order's counter, stores the certificates (``PkiService.issue_batch`` joins it),
@@ -29,12 +39,14 @@ from fabtrust.crypto.encoding import b64
 from fabtrust.crypto.keys import KeyType, KeyUsage, key_id, spki_der
 from fabtrust.device.protocol import (
     Challenge,
+    ExpectedFirmware,
     GenuineChip,
     GenuinenessResponse,
     InstallReceipt,
     Provisioning,
     secrets_info,
     verify_genuineness,
+    verify_measurement,
     verify_receipt,
 )
 from fabtrust.errors import (
@@ -586,11 +598,14 @@ class Station:
         return self._package(order_id).package.image
 
     def complete(self, receipts: Sequence[bytes]) -> list[str | FabtrustError]:
-        """Record the devices' install receipts (device-signed: certificate, secrets and image
-        in place, image digest measured); returns the chip UIDs recorded or the errors."""
+        """Record the devices' install receipts (device-signed: certificate, secrets and image in
+        place, and the measured boot of the image); returns the chip UIDs recorded or the errors.
+        A receipt whose measured boot is not the package's release (digest, version, security
+        counter) is refused: the device stays ``issued``."""
         results: list[str | FabtrustError | None] = [None] * len(receipts)
         verified: list[tuple[int, InstallReceipt, bytes]] = []
         with self._store.read() as conn:
+            rows = []
             for index, raw in enumerate(receipts):
                 try:
                     receipt = InstallReceipt.parse(raw)
@@ -601,12 +616,18 @@ class Station:
                     )
                     if row is None:
                         raise NotFound(f"no device with chip {receipt.chip_uid} was provisioned here")
-                    record = ProductionRecord.from_payload(dsse.Envelope.parse(row["record"]).payload)
-                    cert = x509.load_der_x509_certificate(record.certificate)
-                    verify_receipt(receipt, cert, bytes.fromhex(record.image_sha256))
-                    verified.append((index, receipt, raw))
+                    rows.append((index, receipt, raw, row))
                 except FabtrustError as exc:
                     results[index] = exc
+        for index, receipt, raw, row in rows:
+            try:
+                record = ProductionRecord.from_payload(dsse.Envelope.parse(row["record"]).payload)
+                cert = x509.load_der_x509_certificate(record.certificate)
+                verify_receipt(receipt, cert, bytes.fromhex(record.image_sha256))
+                verify_measurement(receipt, expected_firmware(self._package(record.order_id).package))
+                verified.append((index, receipt, raw))
+            except FabtrustError as exc:
+                results[index] = exc
         with self._store.write() as conn:
             # the state changes once: checked and set in this transaction (a receipt given twice,
             # in one call or by two processes, is recorded once and refused after)
@@ -615,7 +636,13 @@ class Station:
                 moved = conn.execute(
                     update(st_devices)
                     .where(st_devices.c.chip_uid == receipt.chip_uid, st_devices.c.state == "issued")
-                    .values(receipt=raw, state="programmed")
+                    .values(
+                        receipt=raw,
+                        state="programmed",
+                        firmware_digest=receipt.firmware_digest.hex(),
+                        firmware_version=receipt.firmware_version,
+                        security_counter=receipt.security_counter,
+                    )
                 )
                 if moved.rowcount == 1:
                     accepted.append((receipt, raw))
@@ -629,6 +656,9 @@ class Station:
                     chip_uid=r.chip_uid,
                     receipt_sha256=sha256_hex(raw),
                     counter=r.counter,
+                    firmware_digest=r.firmware_digest.hex(),
+                    firmware_version=r.firmware_version,
+                    security_counter=r.security_counter,
                 )
                 for r, raw in accepted
             ]
@@ -676,9 +706,11 @@ class Station:
         return out
 
     def export(self, since_size: int = 0) -> bytes:
-        """``fabtrust.station-export/v1``: every record (with its receipt), the station log's signed
-        checkpoint, an inclusion proof for each record's entry and a consistency proof from the
-        log size the OEM saw last (``since_size``; 0 for the first sync)."""
+        """``fabtrust.station-export/v1``: every record (with its receipt and the measured boot the
+        station recorded from it), the station log's signed checkpoint, an inclusion proof for each
+        record's entry and a consistency proof from the log size the OEM saw last (``since_size``; 0
+        for the first sync). The record is signed when the device is provisioned, before it boots:
+        the measurement is in the device-signed receipt, and beside it for reading."""
         me = self.identity()
         checkpoint = self._log.latest_checkpoint()
         size = checkpoint.checkpoint.size
@@ -704,6 +736,7 @@ class Station:
                 {
                     "record": b64(row["record"]),
                     "receipt": b64(row["receipt"]) if row["receipt"] is not None else None,
+                    "measured": _measured(row),
                     "log_index": index,
                     "entry": b64(entry),
                     "inclusion": [b64(h) for h in proof.hashes],
@@ -727,3 +760,21 @@ class Station:
             {"records": len(records), "log_size": size},
         )
         return canonical_json(doc)
+
+
+def expected_firmware(package: Package) -> ExpectedFirmware:
+    """What a device of this package must boot: its order's release."""
+    order = package.order
+    return ExpectedFirmware(
+        bytes.fromhex(order.firmware_digest), order.release_version, order.security_counter
+    )
+
+
+def _measured(row: Any) -> dict[str, Any] | None:
+    if row["firmware_digest"] is None:
+        return None
+    return {
+        "firmware_digest": row["firmware_digest"],
+        "firmware_version": row["firmware_version"],
+        "security_counter": row["security_counter"],
+    }

@@ -179,19 +179,6 @@ prod_products = Table(
     Column("created_at", UtcDateTime(), nullable=False),
 )
 
-prod_releases = Table(
-    "prod_releases",
-    metadata,
-    Column("release_id", String(64), primary_key=True),
-    Column("product", String(40), ForeignKey("prod_products.name"), nullable=False),
-    Column("version", String(40), nullable=False),
-    Column("image", LargeBinary, nullable=False),
-    Column("image_sha256", String(64), nullable=False),
-    Column("envelope", LargeBinary, nullable=False),  # DSSE, signed by the OEM release key
-    Column("created_at", UtcDateTime(), nullable=False),
-    UniqueConstraint("product", "version", name="uq_prod_releases_product"),
-)
-
 prod_stations = Table(
     "prod_stations",
     metadata,
@@ -208,7 +195,7 @@ prod_orders = Table(
     metadata,
     Column("order_id", String(64), primary_key=True),
     Column("product", String(40), ForeignKey("prod_products.name"), nullable=False),
-    Column("release_id", String(64), ForeignKey("prod_releases.release_id"), nullable=False),
+    Column("release_id", String(96), ForeignKey("fw_releases.release_id"), nullable=False),
     Column("stations", LargeBinary, nullable=False),  # canonical JSON list of station ids
     Column("quota", Integer, nullable=False),
     Column("not_before", UtcDateTime(), nullable=False),
@@ -330,6 +317,10 @@ st_devices = Table(
     Column("receipt", LargeBinary, nullable=True),  # the device-signed install receipt
     Column("state", String(16), nullable=False),  # issued | programmed
     Column("created_at", UtcDateTime(), nullable=False),
+    # the measured boot the receipt reports, checked against the package's release (None until then)
+    Column("firmware_digest", String(64), nullable=True),
+    Column("firmware_version", String(40), nullable=True),
+    Column("security_counter", BigInteger, nullable=True),
     UniqueConstraint("order_id", "seq", name="uq_st_devices_order_id"),
 )
 
