@@ -75,3 +75,32 @@ def test_a_published_release_reaches_a_tuf_client(oem: Path, tmp_path: Path) -> 
             info, data = device.fetch("widget/1.0.0.mcuboot")
     assert data == image
     assert info.custom["security_counter"] == 3
+
+
+def key_labels(oem: Path) -> list[str]:
+    with Home.open(oem, passphrase=lambda: ENV["FABTRUST_KEYSTORE_PASSPHRASE"], pin=never) as home:
+        return sorted(info.label for info in home.keystore().list())
+
+
+def test_refusals_make_no_keys_and_publish_nothing(oem: Path, tmp_path: Path) -> None:
+    with environment(ENV):
+        before = key_labels(oem)
+        invoke(oem, "updates", "init", "--root-keys", 2, "--root-threshold", 3).refused("root threshold")
+        assert key_labels(oem) == before  # refused before a key was made
+        invoke(oem, "updates", "init", "--root-keys", 1, "--root-threshold", 1).ok()
+        made = key_labels(oem)
+        invoke(oem, "updates", "init").refused("exists already")
+        assert key_labels(oem) == made
+
+        for name in ("alice", "bob"):
+            invoke(oem, "firmware", "signer", "add", name).ok()
+        invoke(oem, "firmware", "policy", "set", "widget", "--threshold", 2).ok()
+        invoke(
+            oem, "firmware", "release", "create", "widget", "1.0.0",
+            "--image", tmp_path / "firmware.bin", "--security-counter", 1,
+        ).ok()  # fmt: skip
+        invoke(oem, "firmware", "release", "approve", "widget-1.0.0", "--signer", "alice").ok()
+        unpublished = status(oem)
+        invoke(oem, "updates", "publish", "widget-1.0.0").refused("not published")
+        assert status(oem) == unpublished
+        assert unpublished["targets"] == []

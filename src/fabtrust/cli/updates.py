@@ -16,10 +16,8 @@ from rich.table import Table
 
 from fabtrust.cli.context import console, open_home
 from fabtrust.cli.station import check_output, print_json, say, write_document
-from fabtrust.crypto.keys import KeyType, KeyUsage
-from fabtrust.errors import Conflict, InvalidInput, NotFound
-from fabtrust.firmware.releases import version_text
-from fabtrust.firmware.updates import ROLES, RoleKeys
+from fabtrust.crypto.keys import KeyType
+from fabtrust.firmware.updates import ROLES
 
 app = typer.Typer(help="Signed updates: the TUF repository (OEM).", no_args_is_help=True)
 
@@ -33,26 +31,9 @@ def init(
 ) -> None:
     """Create the role keys (k-of-n root, one key each for targets, snapshot, timestamp) and
     version 1 of every role."""
-    if root_threshold > root_keys:
-        raise InvalidInput("--root-threshold cannot exceed --root-keys")
-    kt = KeyType.parse(key_type)
     with open_home(ctx) as home:
-        try:
-            home.updates.versions()
-        except NotFound:
-            pass  # not made yet: go on
-        else:
-            raise Conflict("the update repository exists already")
-        ks = home.keystore()
-
-        def keys(role: str, n: int) -> tuple[str, ...]:
-            return tuple(ks.generate(f"tuf-{role}-{i}", kt, KeyUsage.SIGN).uri for i in range(1, n + 1))
-
-        versions = home.updates.init(
-            root=RoleKeys(keys("root", root_keys), root_threshold),
-            targets=RoleKeys(keys("targets", 1)),
-            snapshot=RoleKeys(keys("snapshot", 1)),
-            timestamp=RoleKeys(keys("timestamp", 1)),
+        versions = home.updates.init_with_new_keys(
+            root_keys=root_keys, root_threshold=root_threshold, key_type=KeyType.parse(key_type)
         )
     say(f"update repository created: {versions.as_dict()} (root {root_threshold} of {root_keys})")
 
@@ -63,19 +44,7 @@ def publish(
 ) -> None:
     """Offer a published release's image to devices: target ``<product>/<version>.mcuboot``."""
     with open_home(ctx) as home:
-        view = home.releases.show(release)
-        image = home.releases.image(release)  # refused unless published
-        statement = view.statement
-        target = home.updates.add_target(
-            f"{statement.product}/{version_text(statement.version)}.mcuboot",
-            image,
-            {
-                "release": view.release_id,
-                "product": statement.product,
-                "version": version_text(statement.version),
-                "security_counter": statement.security_counter,
-            },
-        )
+        target = home.updates.add_release(home.releases, release)
     say(f"target {target.name} ({target.length:,} bytes, sha256 {target.sha256[:16]}...) published")
 
 

@@ -98,8 +98,8 @@ RELEASE_FORMAT: Final = "fabtrust.firmware-release/v1"
 #: DSSE payload type of approval envelopes (the one fabtrust's signed documents use).
 PAYLOAD_TYPE: Final = "application/vnd.fabtrust+json"
 AUDIT_FIRMWARE: Final = "fabtrust.audit.firmware/v1"
-#: Label of the OEM firmware key. ``fabtrust.production.oem`` creates and hashes the key of this same
-#: label (its ``RELEASE_SIGNER``), so the hash burnt into devices is the hash of the key that signs.
+#: Label of the OEM firmware key: the key that signs every published image, whose hash production
+#: puts in its packages (``ProductionService.oem_key_hash`` asks this service) for devices to burn.
 FIRMWARE_KEY: Final = "production-release-signer"
 CLASS_KEY_WRAP: Final = "firmware-class-key-wrap"
 SIGNER_PREFIX: Final = "release-signer-"

@@ -52,6 +52,7 @@ from fabtrust.clock import Clock, system_clock
 from fabtrust.crypto.canonical import canonical_json
 from fabtrust.crypto.keys import KeyType, KeyUsage, load_public_key
 from fabtrust.errors import Conflict, FabtrustError, InvalidInput, NotFound, PolicyViolation, Unavailable
+from fabtrust.firmware.releases import ReleaseService, version_text
 from fabtrust.keystore.base import KeyInfo, KeyStore
 from fabtrust.store.engine import Store
 from fabtrust.store.tables import tuf_keys, tuf_metadata, tuf_roles, tuf_targets
@@ -61,6 +62,7 @@ AUDIT_UPDATES = "fabtrust.audit.updates/v1"
 
 #: The top-level roles (TUF 2.1), in the order a client loads them after root.
 ROLES: Final = ("root", "targets", "snapshot", "timestamp")
+MAX_ROOT_KEYS: Final = 9
 #: Key types a TUF role key may have: those whose key-store signatures TUF's schemes verify.
 TUF_KEY_TYPES: Final = frozenset({KeyType.ED25519, KeyType.P256, KeyType.P384})
 
@@ -461,6 +463,52 @@ class UpdateRepository:
                 return new, details
 
             return self._commit("updates.init", "update-repository", build)
+
+    def init_with_new_keys(
+        self, *, root_keys: int = 3, root_threshold: int = 2, key_type: KeyType = KeyType.ED25519
+    ) -> Versions:
+        """:meth:`init` with new role keys made in the key store: ``root_threshold`` of ``root_keys``
+        root keys (``tuf-root-<i>``), one key each for targets, snapshot and timestamp. Refused
+        before any key is made if the repository exists or the threshold is out of range."""
+        if not 1 <= root_threshold <= root_keys <= MAX_ROOT_KEYS:
+            raise InvalidInput(
+                f"root threshold must be 1 to the number of root keys (at most {MAX_ROOT_KEYS})"
+            )
+        with self._store.read() as conn:
+            if self._load(conn) is not None:
+                raise Conflict("the update repository exists already")
+        keystore = self._keystore()
+
+        def keys(role: str, n: int) -> tuple[str, ...]:
+            return tuple(
+                keystore.generate(f"tuf-{role}-{i}", key_type, KeyUsage.SIGN).uri for i in range(1, n + 1)
+            )
+
+        return self.init(
+            root=RoleKeys(keys(Root.type, root_keys), root_threshold),
+            targets=RoleKeys(keys(Targets.type, 1)),
+            snapshot=RoleKeys(keys(Snapshot.type, 1)),
+            timestamp=RoleKeys(keys(Timestamp.type, 1)),
+        )
+
+    def add_release(self, releases: ReleaseService, release_id: str) -> PublishedTarget:
+        """Offer a published firmware release to devices (a draft is refused): target
+        ``<product>/<version>.mcuboot`` with the release id, product, version and security counter
+        as its custom metadata."""
+        release = releases.show(release_id)
+        image = releases.image(release_id)  # Conflict unless published; checked against its digest
+        statement = release.statement
+        version = version_text(statement.version)
+        return self.add_target(
+            f"{statement.product}/{version}.mcuboot",
+            image,
+            {
+                "release": release.release_id,
+                "product": statement.product,
+                "version": version,
+                "security_counter": statement.security_counter,
+            },
+        )
 
     def add_target(self, name: str, data: bytes, custom: Mapping[str, Any] | None = None) -> PublishedTarget:
         """Publish ``data`` as target ``name`` with ``custom`` metadata (a JSON object, e.g. version,

@@ -36,7 +36,7 @@ from fabtrust.errors import (
     VerificationFailed,
 )
 from fabtrust.firmware.image import Image, ImageVersion, verify_image
-from fabtrust.firmware.releases import FIRMWARE_KEY, ReleaseService, ReleaseState, version_text
+from fabtrust.firmware.releases import ReleaseService, ReleaseState, version_text
 from fabtrust.keystore.base import KeyInfo, KeyStore
 from fabtrust.pki.issuance import NameRequest
 from fabtrust.pki.service import ROOT_ID, PkiService, check_name
@@ -60,8 +60,6 @@ from fabtrust.tlog.audit import AuditLog, Outcome
 
 AUDIT_PRODUCTION = "fabtrust.audit.production/v1"
 PACKAGE_SIGNER = "production-package-signer"
-#: The OEM firmware key's label: defined once, by the release service that owns the key.
-RELEASE_SIGNER = FIRMWARE_KEY
 DEFAULT_APPROVAL_LIMIT = 10_000
 MAX_QUOTA = 10_000_000
 
