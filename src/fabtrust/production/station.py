@@ -140,7 +140,9 @@ class Station:
     ) -> None:
         self._store, self._keystore, self._audit, self._log, self._pki = store, keystore, audit, log, pki
         self._actor, self._log_vkey, self._clock = actor, log_vkey, clock
-        self._challenges: dict[bytes, tuple[str, datetime]] = {}
+        # issued, unanswered challenges by their exact bytes: an answer must hand back what was
+        # issued here, byte for byte, so the known ones need no parsing
+        self._challenges: dict[bytes, tuple[Challenge, datetime]] = {}
         self._challenge_lock = threading.Lock()
         self._loaded: dict[str, _Loaded] = {}
         self._identity: dict[str, Any] | None = None
@@ -412,28 +414,34 @@ class Station:
         now = self._clock()
         loaded.package.order.check_window(now)
         challenge = Challenge.new(self.station_id, order_id, now)
+        raw = challenge.to_json()
         with self._challenge_lock:
             if len(self._challenges) >= MAX_OUTSTANDING_CHALLENGES:
                 self._expire(now)
             if len(self._challenges) >= MAX_OUTSTANDING_CHALLENGES:
                 raise PolicyViolation("too many outstanding challenges; answer or let them expire")
-            self._challenges[challenge.nonce] = (order_id, now)
-        return challenge.to_json()
+            self._challenges[raw] = (challenge, now)
+        return raw
 
     def _expire(self, now: datetime) -> None:
-        for nonce, (_, issued) in list(self._challenges.items()):
+        for raw, (_, issued) in list(self._challenges.items()):
             if now - issued > CHALLENGE_TTL:
-                del self._challenges[nonce]
+                del self._challenges[raw]
 
-    def _take(self, challenge: Challenge, order_id: str, now: datetime) -> None:
+    def _take(self, raw: bytes, order_id: str, now: datetime) -> Challenge:
+        """The challenge issued here as ``raw``, taken (single use); refused if unknown, used,
+        expired or for another order."""
         with self._challenge_lock:
-            issued = self._challenges.pop(challenge.nonce, None)
+            issued = self._challenges.pop(raw, None) if isinstance(raw, bytes) else None
         if issued is None:
+            Challenge.parse(raw)  # a malformed challenge gets its own, precise error
             raise VerificationFailed("the challenge is unknown here, used already or expired (a replay?)")
-        if issued[0] != order_id or challenge.order != order_id:
-            raise VerificationFailed(f"the challenge was issued for order {issued[0]}, not {order_id}")
-        if now - issued[1] > CHALLENGE_TTL:
+        challenge, issued_at = issued
+        if challenge.order != order_id:
+            raise VerificationFailed(f"the challenge was issued for order {challenge.order}, not {order_id}")
+        if now - issued_at > CHALLENGE_TTL:
             raise VerificationFailed("the challenge has expired")
+        return challenge
 
     def provision(
         self, order_id: str, answers: Sequence[tuple[bytes, bytes]]
@@ -457,8 +465,7 @@ class Station:
         chips = []
         for index, (challenge_raw, response_raw) in enumerate(answers):
             try:
-                challenge = Challenge.parse(challenge_raw)
-                self._take(challenge, order_id, now)
+                challenge = self._take(challenge_raw, order_id, now)
                 response = GenuinenessResponse.parse(response_raw)
                 chips.append((index, verify_genuineness(response, challenge, loaded.anchors, now)))
             except FabtrustError as exc:
@@ -574,21 +581,10 @@ class Station:
                 if moved.rowcount != 1:
                     raise Conflict("the order's counter moved during the batch; nothing was provisioned")
         # after the commit: the certificates, secrets and image go to the devices
-        for index, (chip, result), record in provisioned:
-            sealed = hpke.seal(
-                chip.sealing_key,
-                canonical_json({k: b64(v) for k, v in sorted(package.secrets.items())}),
-                secrets_info(chip.chip_uid),
-            )
-            message = Provisioning(
-                device_serial=record.device_serial,
-                certificate_chain=(record.certificate, *loaded.issuing_chain),
-                sealed_secrets=sealed,
-                image_digest=bytes.fromhex(package.order.image_sha256),
-                oem_key_hash=package.oem_key_hash,
-            )
+        documents = _provisioning_documents(loaded, provisioned)
+        for (index, (chip, result), record), document in zip(provisioned, documents, strict=True):
             results[index] = Provisioned(
-                chip.chip_uid, record.device_serial, record.seq, result.certificate, message.to_json()
+                chip.chip_uid, record.device_serial, record.seq, result.certificate, document
             )
         return [r if r is not None else Conflict("not provisioned") for r in results]
 
@@ -760,6 +756,28 @@ class Station:
             {"records": len(records), "log_size": size},
         )
         return canonical_json(doc)
+
+
+def _provisioning_documents(
+    loaded: _Loaded, provisioned: Sequence[tuple[int, tuple[GenuineChip, Issued], ProductionRecord]]
+) -> list[bytes]:
+    """Each device's provisioning document: its certificate chain, the order's device secrets
+    HPKE-sealed to its sealing key, the image digest and the OEM key hash."""
+    package = loaded.package
+    secrets = canonical_json({k: b64(v) for k, v in sorted(package.secrets.items())})
+    image_digest = bytes.fromhex(package.order.image_sha256)
+    documents = []
+    for _, (chip, _issued), record in provisioned:
+        documents.append(
+            Provisioning(
+                device_serial=record.device_serial,
+                certificate_chain=(record.certificate, *loaded.issuing_chain),
+                sealed_secrets=hpke.seal(chip.sealing_key, secrets, secrets_info(chip.chip_uid)),
+                image_digest=image_digest,
+                oem_key_hash=package.oem_key_hash,
+            ).to_json()
+        )
+    return documents
 
 
 def expected_firmware(package: Package) -> ExpectedFirmware:
