@@ -16,6 +16,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -423,4 +424,93 @@ fw_releases = Table(
     Column("published_by", String(128), nullable=True),
     Column("published_at", UtcDateTime(), nullable=True),
     UniqueConstraint("product", "seq", name="uq_fw_releases_product"),
+)
+
+# -- access: principals, time-bound role grants, API tokens, k-of-n approvals (issue 6) -----------
+# Token secrets are never stored, only the SHA-256 of the whole token string. An approval request
+# keeps the parameters it was asked with (canonical JSON) and the digest of its request statement,
+# which each approval names; the threshold and eligible role are copied from the policy when asked.
+# Indexes are named explicitly: the ``ix`` convention above would repeat the table name.
+
+acc_principals = Table(
+    "acc_principals",
+    metadata,
+    Column("principal_id", String(80), primary_key=True),  # person id, station:<id> or device:<serial>
+    Column("kind", String(16), nullable=False),  # person | station | device
+    Column("display_name", String(128), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("created_by", String(128), nullable=False),
+    Column("disabled_at", UtcDateTime(), nullable=True),  # disabled: authenticates to nothing
+)
+
+acc_approval_requests = Table(
+    "acc_approval_requests",
+    metadata,
+    Column("request_id", String(32), primary_key=True),
+    Column("action", String(32), nullable=False),
+    Column("subject", String(255), nullable=False),
+    Column("parameters", LargeBinary, nullable=False),  # canonical JSON object
+    Column("digest", String(64), nullable=False),  # SHA-256 of the request statement
+    Column("requested_by", String(128), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False),
+    Column("threshold", Integer, nullable=False),
+    Column("eligible_role", String(32), nullable=False),
+    Column("status", String(16), nullable=False),  # pending | executed | cancelled
+    Column("executed_at", UtcDateTime(), nullable=True),
+    Column("executed_by", String(128), nullable=True),
+    Column("cancelled_at", UtcDateTime(), nullable=True),
+    Column("cancelled_by", String(128), nullable=True),
+)
+
+acc_approvals = Table(
+    "acc_approvals",
+    metadata,
+    Column("request_id", String(32), ForeignKey("acc_approval_requests.request_id"), primary_key=True),
+    Column("principal_id", String(80), ForeignKey("acc_principals.principal_id"), primary_key=True),
+    Column("digest", String(64), nullable=False),  # the request digest the approver saw
+    Column("approved_at", UtcDateTime(), nullable=False),
+)
+
+acc_grants = Table(
+    "acc_grants",
+    metadata,
+    Column("grant_id", String(32), primary_key=True),
+    Column("principal_id", String(80), ForeignKey("acc_principals.principal_id"), nullable=False),
+    Column("role", String(32), nullable=False),
+    Column("not_before", UtcDateTime(), nullable=False),
+    Column("not_after", UtcDateTime(), nullable=False),  # active while not_before <= t < not_after
+    Column("granted_by", String(128), nullable=False),
+    Column("granted_at", UtcDateTime(), nullable=False),
+    # the role.grant request that authorised it; None only for the bootstrap grants
+    Column("approval_id", String(32), ForeignKey("acc_approval_requests.request_id"), nullable=True),
+    Column("revoked_at", UtcDateTime(), nullable=True),
+    Column("revoked_by", String(128), nullable=True),
+    Index("ix_acc_grants_principal_id", "principal_id"),
+)
+
+acc_tokens = Table(
+    "acc_tokens",
+    metadata,
+    Column("token_id", String(16), primary_key=True),  # public: the token's second field
+    Column("principal_id", String(80), ForeignKey("acc_principals.principal_id"), nullable=False),
+    Column("token_hash", String(64), nullable=False),  # SHA-256 hex of the whole token string
+    Column("roles", LargeBinary, nullable=False),  # canonical JSON list: the token's scope
+    Column("label", String(128), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("created_by", String(128), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False),
+    Column("revoked_at", UtcDateTime(), nullable=True),
+    Index("ix_acc_tokens_principal_id", "principal_id"),
+)
+
+acc_approval_policies = Table(
+    "acc_approval_policies",
+    metadata,
+    Column("action", String(32), primary_key=True),  # absent: the default in fabtrust.access.policy
+    Column("threshold", Integer, nullable=False),
+    Column("eligible_role", String(32), nullable=False),
+    Column("ttl_seconds", BigInteger, nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Column("approval_id", String(32), ForeignKey("acc_approval_requests.request_id"), nullable=False),
 )
