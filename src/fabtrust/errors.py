@@ -71,6 +71,24 @@ class NotAuthorised(FabtrustError):
     code = "not_authorised"
 
 
+class Unauthenticated(NotAuthorised):
+    """No credentials, or credentials that identify nobody (unknown, expired or revoked token)."""
+
+    http_status = 401
+    code = "unauthenticated"
+
+
+class RateLimited(FabtrustError):
+    """Too many requests from one client; ``retry_after`` seconds until the next is accepted."""
+
+    http_status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class Unavailable(FabtrustError):
     """A backend the operation needs is missing or unusable (token absent, database too new)."""
 

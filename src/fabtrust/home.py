@@ -28,6 +28,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from fabtrust.access.service import AccessService
 from fabtrust.clock import Clock, rfc3339, system_clock
 from fabtrust.crypto.keys import KeyType, KeyUsage, load_public_key
 from fabtrust.errors import Conflict, FabtrustError, InvalidInput, NotAuthorised, NotFound, Unavailable
@@ -180,6 +181,7 @@ class Home:
         self._pki: PkiService | None = None
         self._production: ProductionService | None = None
         self._station: Station | None = None
+        self._access: AccessService | None = None
         self._updates: UpdateRepository | None = None
 
     # -- opening ---------------------------------------------------------------------------------
@@ -343,6 +345,13 @@ class Home:
                 clock=self.clock,
             )
         return self._production
+
+    @property
+    def access(self) -> AccessService:
+        """Principals, grants, tokens and approvals of this home (needs no key-store secret)."""
+        if self._access is None:
+            self._access = AccessService(self.store, self.audit, clock=self.clock)
+        return self._access
 
     @property
     def station(self) -> Station:

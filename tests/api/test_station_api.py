@@ -39,6 +39,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from fastapi.testclient import TestClient
 
+from fabtrust.access import Role
 from fabtrust.api.app import create_app
 from fabtrust.api.routers.station import MAX_BODY_BYTES, MAX_DEVICES_PER_CALL
 from fabtrust.crypto.encoding import b64, unb64
@@ -63,6 +64,7 @@ from tests.production.line import (
 )
 from tests.production.test_run import T0, Run, counts
 from tests.production.test_run import run as run  # the production-run fixture (explicit re-export)
+from tests.team import bearer, team_tokens
 
 pytestmark = pytest.mark.softhsm
 
@@ -87,6 +89,7 @@ class Line:
     secrets: tuple[str, ...]
     image: bytes  # the release's published image, as the OEM holds it
     image_key: bytes  # the product's class key (PKCS#8): sealed in the package and to each device only
+    auth_header: Path  # "Authorization: Bearer <factory operator's token>", for curl -H @file
     answers: list[bytes] = field(default_factory=list)  # every response body, for the secrets check
 
 
@@ -123,16 +126,19 @@ def line(tmp_path_factory: pytest.TempPathFactory, softhsm: SoftHsm) -> Iterator
         root = oem.pki.ca("root").certificate
         published = published_image(oem, release)
         image_key = oem.releases.class_key_private("widget", purpose="station API test: never in an answer")
+        operator = team_tokens(station)[Role.FACTORY_OPERATOR]
     finally:
         oem.close()
         station.close()
     (d / "root.pem").write_bytes(root.public_bytes(PEM))
     cert, key = self_signed(d)
     log = d / "server.log"
-    secrets = (pin, OEM_PASSPHRASE, *(p for _, p in CUSTODIANS))
+    secrets = (pin, OEM_PASSPHRASE, operator, *(p for _, p in CUSTODIANS))
     with serving(d / "line1", cert, key, log, {"FABTRUST_PKCS11_PIN": pin}, "--station") as port:
         url = f"https://127.0.0.1:{port}"
         collected: list[bytes] = []
+        header_file = d / "auth.header"
+        header_file.write_text(f"Authorization: Bearer {operator}\n")
 
         def keep(response: httpx.Response) -> None:
             collected.append(response.read())
@@ -141,6 +147,7 @@ def line(tmp_path_factory: pytest.TempPathFactory, softhsm: SoftHsm) -> Iterator
             base_url=url,
             verify=ssl.create_default_context(cafile=str(cert)),
             timeout=60,
+            headers=bearer(operator),
             event_hooks={"response": [keep]},
         ) as client:
             yield Line(
@@ -155,10 +162,17 @@ def line(tmp_path_factory: pytest.TempPathFactory, softhsm: SoftHsm) -> Iterator
                 secrets,
                 published,
                 image_key,
+                header_file,
                 collected,
             )
     text = log.read_text()
     assert not [s for s in secrets if s in text]
+
+
+def operator_client(home: Home) -> TestClient:
+    """The station API of ``home`` in process, called with a factory operator's token."""
+    token = team_tokens(home)[Role.FACTORY_OPERATOR]
+    return TestClient(create_app(home, station=True), raise_server_exceptions=False, headers=bearer(token))
 
 
 # -- what line equipment does ----------------------------------------------------------------------
@@ -275,6 +289,7 @@ def test_curl_takes_a_challenge_that_a_device_answers(line: Line) -> None:
     r = subprocess.run(
         [tool("curl"), "--silent", "--show-error", "--fail", "--max-time", "10",
          "--cacert", str(line.tls_cert), "--header", "Content-Type: application/json",
+             "--header", f"@{line.auth_header}",
          "--data", json.dumps({"order_id": ORDER}), f"{line.url}/station/challenge"],
         capture_output=True, text=True, timeout=30, check=False,
     )  # fmt: skip
@@ -546,7 +561,7 @@ def test_the_station_routes_exist_only_when_asked(run: Run) -> None:
         for method, path, body in STATION_ROUTES:
             assert_error(client.request(method, path, json=body), 404, "not_found", "Not Found")
         assert not [p for p in client.get("/openapi.json").json()["paths"] if p.startswith("/station")]
-    with TestClient(create_app(run.line1, station=True), raise_server_exceptions=False) as client:
+    with operator_client(run.line1) as client:
         assert client.get(f"/station/orders/{ORDER}").json()["quota"] == 2
         spec = client.get("/openapi.json").json()
     provision = spec["paths"]["/station/provision"]["post"]
@@ -560,7 +575,7 @@ def test_the_station_routes_exist_only_when_asked(run: Run) -> None:
 
 
 def test_a_home_that_is_not_a_station_answers_404(run: Run) -> None:
-    with TestClient(create_app(run.oem, station=True), raise_server_exceptions=False) as client:
+    with operator_client(run.oem) as client:
         for method, path, body in STATION_ROUTES:
             assert_error(client.request(method, path, json=body), 404, "not_found", "not a station")
         assert client.get("/healthz").status_code == 200
@@ -569,7 +584,7 @@ def test_a_home_that_is_not_a_station_answers_404(run: Run) -> None:
 def test_the_window_closing_refuses_whole_requests(run: Run) -> None:
     run.line1.station.load(seal_for(run.oem, run.line1, ORDER, 4))
     chip = run.chip()
-    with TestClient(create_app(run.line1, station=True), raise_server_exceptions=False) as client:
+    with operator_client(run.line1) as client:
         r = client.post("/station/challenge", json={"order_id": ORDER})
         raw = unb64(r.json()["challenge"], "challenge")
         good = {"challenge": b64(raw), "response": b64(DeviceAgent(chip).answer(raw))}

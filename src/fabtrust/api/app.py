@@ -10,20 +10,31 @@ from fastapi import FastAPI, Request, Response
 from fabtrust import __version__
 from fabtrust.api import errors
 from fabtrust.api.deps import Metrics
+from fabtrust.api.limits import RateLimiter
 from fabtrust.api.routers import est, health, log, pki, updates
 from fabtrust.api.routers import station as station_api
 from fabtrust.errors import InvalidInput
 from fabtrust.home import Home
 
 
-def create_app(home: Home, *, trusted_proxies: Collection[str] = (), station: bool = False) -> FastAPI:
+def create_app(
+    home: Home,
+    *,
+    trusted_proxies: Collection[str] = (),
+    station: bool = False,
+    rate_limit: RateLimiter | None = None,
+) -> FastAPI:
     """``trusted_proxies``: addresses of TLS-terminating proxies (nginx) whose forwarded client
-    certificate headers the app reads (EST re-enrollment). Default: none, and the headers are ignored.
+    certificate and client address headers the app reads (stations and devices by certificate, EST
+    re-enrollment, rate limits per client). Default: none, and the headers are ignored.
 
-    ``station``: also serve the factory station's line API (``/station``, unauthenticated until
-    access control: loopback or the mTLS proxy only). Its ``Station`` is made here, which opens the
-    key store: one instance for the app, since it keeps the outstanding challenges in memory and
-    the thread pool must not make a second. Default: the routes do not exist.
+    ``station``: also serve the factory station's line API (``/station``, for factory operators'
+    tokens). Its ``Station`` is made here, which opens the key store: one instance for the app,
+    since it keeps the outstanding challenges in memory and the thread pool must not make a
+    second. Default: the routes do not exist.
+
+    ``rate_limit``: the limit on routes anyone may call, per client address (default
+    :class:`RateLimiter`'s). Every route is guarded (:mod:`fabtrust.api.auth`).
     """
     try:
         proxies = frozenset(ipaddress.ip_address(a) for a in trusted_proxies)
@@ -37,6 +48,8 @@ def create_app(home: Home, *, trusted_proxies: Collection[str] = (), station: bo
     app.state.home = home
     app.state.trusted_proxies = proxies
     app.state.metrics = metrics = Metrics()
+    app.state.access = home.access
+    app.state.limiter = rate_limit if rate_limit is not None else RateLimiter()
     if station:
         app.state.station = home.station
 

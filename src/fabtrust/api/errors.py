@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from fabtrust.errors import FabtrustError
+from fabtrust.errors import FabtrustError, RateLimited, Unauthenticated
 
 log = logging.getLogger("fabtrust.api")
 REQUEST_ID = "X-Request-ID"
@@ -54,7 +54,12 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(FabtrustError)
     async def fabtrust_error(request: Request, exc: FabtrustError) -> JSONResponse:
         log.info("request %s refused: %s (%s)", request_id(request), exc.code, exc.message)
-        return _error(exc.code, exc.message, exc.http_status, request)
+        headers: dict[str, str] = {}
+        if isinstance(exc, Unauthenticated):
+            headers["WWW-Authenticate"] = 'Bearer realm="fabtrust"'  # RFC 9110 11.6.1
+        elif isinstance(exc, RateLimited):
+            headers["Retry-After"] = str(exc.retry_after)  # RFC 6585 4
+        return _error(exc.code, exc.message, exc.http_status, request, headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -22,10 +22,11 @@ import ipaddress
 import logging
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from fabtrust.api.auth import own_authentication, public
 from fabtrust.api.deps import home_of
 from fabtrust.api.errors import REQUEST_ID, request_id
 from fabtrust.api.schemas import ERRORS, ErrorBody
@@ -139,14 +140,16 @@ def _enroll_request(request: Request, body: bytes, label: str | None) -> EnrollR
 # -- cacerts (RFC 7030 4.1) ------------------------------------------------------------------------
 
 
-@router.get("/cacerts", response_class=Response, responses=_CERTS_ONLY)
+@router.get("/cacerts", dependencies=[Depends(public)], response_class=Response, responses=_CERTS_ONLY)
 def cacerts(request: Request) -> Response:
     """The default CA's certificate and its issuers up to the root."""
     service = _service(request)
     return _certs_only(encode_certs_only(service.cacerts(None)))
 
 
-@router.get("/{label}/cacerts", response_class=Response, responses=_CERTS_ONLY)
+@router.get(
+    "/{label}/cacerts", dependencies=[Depends(public)], response_class=Response, responses=_CERTS_ONLY
+)
 def cacerts_labelled(request: Request, label: str) -> Response:
     """The named CA's certificate and its issuers up to the root."""
     service = _service(request)
@@ -168,14 +171,24 @@ async def _enroll(request: Request, label: str | None) -> Response:
     return _certs_only(encode_certs_only([issued.certificate]))
 
 
-@router.post("/simpleenroll", response_class=Response, responses=_ENROLL_ERRORS, openapi_extra=_ENROLL_BODY)
+@router.post(
+    "/simpleenroll",
+    dependencies=[Depends(own_authentication)],
+    response_class=Response,
+    responses=_ENROLL_ERRORS,
+    openapi_extra=_ENROLL_BODY,
+)
 async def simpleenroll(request: Request) -> Response:
     """Enroll with a one-time token: base64 PKCS#10 in, the new certificate out."""
     return await _enroll(request, None)
 
 
 @router.post(
-    "/{label}/simpleenroll", response_class=Response, responses=_ENROLL_ERRORS, openapi_extra=_ENROLL_BODY
+    "/{label}/simpleenroll",
+    dependencies=[Depends(own_authentication)],
+    response_class=Response,
+    responses=_ENROLL_ERRORS,
+    openapi_extra=_ENROLL_BODY,
 )
 async def simpleenroll_labelled(request: Request, label: str) -> Response:
     """Enroll at the named CA (the token must be bound to it)."""
@@ -215,14 +228,24 @@ async def _reenroll(request: Request, label: str | None) -> Response:
     return _certs_only(encode_certs_only([issued.certificate]))
 
 
-@router.post("/simplereenroll", response_class=Response, responses=_ENROLL_ERRORS, openapi_extra=_ENROLL_BODY)
+@router.post(
+    "/simplereenroll",
+    dependencies=[Depends(own_authentication)],
+    response_class=Response,
+    responses=_ENROLL_ERRORS,
+    openapi_extra=_ENROLL_BODY,
+)
 async def simplereenroll(request: Request) -> Response:
     """Re-enroll with the current client certificate (mutual TLS at the proxy)."""
     return await _reenroll(request, None)
 
 
 @router.post(
-    "/{label}/simplereenroll", response_class=Response, responses=_ENROLL_ERRORS, openapi_extra=_ENROLL_BODY
+    "/{label}/simplereenroll",
+    dependencies=[Depends(own_authentication)],
+    response_class=Response,
+    responses=_ENROLL_ERRORS,
+    openapi_extra=_ENROLL_BODY,
 )
 async def simplereenroll_labelled(request: Request, label: str) -> Response:
     """Re-enroll at the named CA (the one that issued the current certificate)."""

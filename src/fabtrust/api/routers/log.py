@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import PlainTextResponse
 
+from fabtrust.access.policy import Permission
+from fabtrust.api.auth import public, requires
 from fabtrust.api.deps import home_of
 from fabtrust.api.schemas import ERRORS, ConsistencyProofDoc, InclusionProofDoc, LogEntries, LogEntry
 from fabtrust.errors import InvalidInput
@@ -18,14 +20,19 @@ router = APIRouter(prefix="/log", tags=["log"])
 _MAX_INDEX = 2**62
 
 
-@router.get("/checkpoint", response_class=PlainTextResponse, responses=ERRORS)
+@router.get("/checkpoint", dependencies=[Depends(public)], response_class=PlainTextResponse, responses=ERRORS)
 def checkpoint(request: Request) -> PlainTextResponse:
     """The latest signed checkpoint (C2SP tlog-checkpoint signed note)."""
     note = home_of(request).log.latest_checkpoint().note
     return PlainTextResponse(note.decode("utf-8"), media_type="text/plain; charset=utf-8")
 
 
-@router.get("/entries", response_model=LogEntries, responses=ERRORS)
+@router.get(
+    "/entries",
+    dependencies=[Depends(requires(Permission.LOG_READ))],
+    response_model=LogEntries,
+    responses=ERRORS,
+)
 def entries(
     request: Request,
     start: int = Query(0, ge=0, le=_MAX_INDEX),
@@ -44,7 +51,12 @@ def entries(
     )
 
 
-@router.get("/proof/inclusion", response_model=InclusionProofDoc, responses=ERRORS)
+@router.get(
+    "/proof/inclusion",
+    dependencies=[Depends(requires(Permission.LOG_READ))],
+    response_model=InclusionProofDoc,
+    responses=ERRORS,
+)
 def inclusion(
     request: Request,
     index: int = Query(..., ge=0, le=_MAX_INDEX),
@@ -56,7 +68,12 @@ def inclusion(
     return InclusionProofDoc.model_validate(proofs.inclusion_doc(home.config.origin, proof))
 
 
-@router.get("/proof/consistency", response_model=ConsistencyProofDoc, responses=ERRORS)
+@router.get(
+    "/proof/consistency",
+    dependencies=[Depends(requires(Permission.LOG_READ))],
+    response_model=ConsistencyProofDoc,
+    responses=ERRORS,
+)
 def consistency(
     request: Request,
     old: int = Query(..., ge=0, le=_MAX_INDEX),

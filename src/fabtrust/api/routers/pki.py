@@ -16,9 +16,10 @@ import logging
 import re
 
 from cryptography.x509.ocsp import OCSPResponseStatus
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from fabtrust.api.auth import public
 from fabtrust.api.deps import home_of
 from fabtrust.api.schemas import ERRORS
 from fabtrust.errors import FabtrustError, InvalidInput, NotFound
@@ -71,7 +72,7 @@ async def _answer(request: Request, der: bytes) -> Response:
     return _ocsp_response(await run_in_threadpool(service.respond, der))
 
 
-@router.get("/crl/{name}", response_class=Response, responses=ERRORS)
+@router.get("/crl/{name}", dependencies=[Depends(public)], response_class=Response, responses=ERRORS)
 async def crl(request: Request, name: str) -> Response:
     """The CA's current CRL, DER: ``<ca-id>.crl`` (full) or ``<ca-id>-delta.crl`` (delta).
 
@@ -88,7 +89,7 @@ async def crl(request: Request, name: str) -> Response:
     return Response(der, media_type=CRL_MEDIA_TYPE)
 
 
-@router.post("/ocsp", response_class=Response, responses=ERRORS)
+@router.post("/ocsp", dependencies=[Depends(public)], response_class=Response, responses=ERRORS)
 async def ocsp_post(request: Request) -> Response:
     """RFC 6960 A.1.1: a DER OCSPRequest as the body, an OCSPResponse back."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -100,7 +101,7 @@ async def ocsp_post(request: Request) -> Response:
     return await _answer(request, body)
 
 
-@router.get("/ocsp/{encoded:path}", response_class=Response, responses=ERRORS)
+@router.get("/ocsp/{encoded:path}", dependencies=[Depends(public)], response_class=Response, responses=ERRORS)
 async def ocsp_get(request: Request, encoded: str) -> Response:
     """RFC 6960 A.1.1: the base64 of the DER OCSPRequest, URL-encoded, as the last path segment(s)."""
     if len(encoded) > _MAX_GET_PATH:

@@ -15,10 +15,9 @@ One batch of devices::
 Served only by ``fabtrust serve --station`` (``create_app(home, station=True)``); elsewhere these
 routes do not exist (404).
 
-- **Not authenticated yet.** Authenticating line equipment (mutual TLS at the proxy, or tokens) is
-  the access-control issue. Until then the station API must listen on loopback (``serve``'s default
-  host, 127.0.0.1) or behind the nginx mutual-TLS proxy (DESIGN.md "Serving"); anyone who can reach
-  it can spend the order's quota on genuine chips.
+- **Authenticated:** line equipment holds a factory operator's API token (``station.provision``
+  for challenges, provisioning, the image and receipts; ``station.read`` for status); see
+  :mod:`fabtrust.api.auth`. Anyone else is refused (401/403) and the refusal logged.
 - Documents are signed or canonical bytes: they travel as standard, padded base64 in JSON, decoded
   strictly (:func:`fabtrust.crypto.encoding.unb64`). A malformed request (bad JSON, a missing or
   unknown field, bad base64, no or too many devices) is refused whole, before any challenge is
@@ -40,10 +39,12 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Request, Response
+from fastapi import APIRouter, Depends, Path, Request, Response
 from fastapi.routing import APIRoute
 from starlette.types import Message, Receive
 
+from fabtrust.access.policy import Permission
+from fabtrust.api.auth import requires
 from fabtrust.api.errors import request_id
 from fabtrust.api.schemas import (
     ERRORS,
@@ -161,23 +162,30 @@ def _refused(exc: FabtrustError) -> Refused:
     return Refused(error=exc.code, message=exc.message)
 
 
-@router.post("/challenge", response_model=ChallengeDoc, responses=_ERRORS)
+@router.post(
+    "/challenge",
+    dependencies=[Depends(requires(Permission.STATION_PROVISION))],
+    response_model=ChallengeDoc,
+    responses=_ERRORS,
+)
 def challenge(request: Request, body: ChallengeRequest) -> ChallengeDoc:
-    """A fresh genuineness challenge for one device of the order (single use, valid 5 minutes).
-
-    Unauthenticated until access control: serve on loopback or behind the nginx mTLS proxy."""
+    """A fresh genuineness challenge for one device of the order (single use, valid 5 minutes)."""
     document = station_of(request).challenge(_order(body.order_id))
     return ChallengeDoc(challenge=b64(document))
 
 
-@router.post("/provision", response_model=ProvisionResults, responses=_ERRORS)
+@router.post(
+    "/provision",
+    dependencies=[Depends(requires(Permission.STATION_PROVISION))],
+    response_model=ProvisionResults,
+    responses=_ERRORS,
+)
 def provision(request: Request, body: ProvisionRequest) -> ProvisionResults:
     """Provision 1 to 100 devices of one order, one answer (challenge, response) each.
 
     The results are in the order of the answers: a provisioning document for the device agent, or
     the reason that device was refused (counterfeit, replayed challenge, clone, quota). A request
-    refused whole (unknown order, window closed, malformed) is an error and spends nothing.
-    Unauthenticated until access control: serve on loopback or behind the nginx mTLS proxy."""
+    refused whole (unknown order, window closed, malformed) is an error and spends nothing."""
     order_id = _order(body.order_id)
     _batch(len(body.answers), "answers")
     answers = [
@@ -199,6 +207,7 @@ def provision(request: Request, body: ProvisionRequest) -> ProvisionResults:
 
 @router.get(
     "/orders/{order_id}/image",
+    dependencies=[Depends(requires(Permission.STATION_PROVISION))],
     response_class=Response,
     responses={**_ERRORS, 200: {"content": {IMAGE_MEDIA_TYPE: {}}, "description": "The image."}},
 )
@@ -212,11 +221,15 @@ def image(request: Request, order_id: OrderPath) -> Response:
     return Response(data, media_type=IMAGE_MEDIA_TYPE, headers={"Repr-Digest": f"sha-256=:{digest}:"})
 
 
-@router.post("/receipts", response_model=ReceiptResults, responses=_ERRORS)
+@router.post(
+    "/receipts",
+    dependencies=[Depends(requires(Permission.STATION_PROVISION))],
+    response_model=ReceiptResults,
+    responses=_ERRORS,
+)
 def receipts(request: Request, body: ReceiptsRequest) -> ReceiptResults:
     """Record 1 to 100 device-signed install receipts; each is recorded once (a second time, it
-    is refused). Unauthenticated until access control: serve on loopback or behind the nginx
-    mTLS proxy."""
+    is refused)."""
     _batch(len(body.receipts), "receipts")
     raw = [unb64(r, f"receipts[{i}]") for i, r in enumerate(body.receipts)]
     results: list[Recorded | Refused] = [
@@ -226,14 +239,24 @@ def receipts(request: Request, body: ReceiptsRequest) -> ReceiptResults:
     return ReceiptResults(results=results)
 
 
-@router.get("/status", response_model=StationStatus, responses=_ERRORS)
+@router.get(
+    "/status",
+    dependencies=[Depends(requires(Permission.STATION_READ))],
+    response_model=StationStatus,
+    responses=_ERRORS,
+)
 def status(request: Request) -> StationStatus:
     """Every order loaded here: quota, used, remaining, devices issued and programmed."""
     station = station_of(request)
     return StationStatus(station_id=station.station_id, orders=[OrderStatus(**s) for s in station.status()])
 
 
-@router.get("/orders/{order_id}", response_model=OrderStatus, responses=_ERRORS)
+@router.get(
+    "/orders/{order_id}",
+    dependencies=[Depends(requires(Permission.STATION_READ))],
+    response_model=OrderStatus,
+    responses=_ERRORS,
+)
 def order_status(request: Request, order_id: OrderPath) -> OrderStatus:
     """One order's status at this station (404 if no package is loaded for it)."""
     return OrderStatus(**station_of(request).order_status(_order(order_id)))

@@ -1,0 +1,46 @@
+"""A team of people for tests that go through the API: the bootstrap administrator and security
+officer, and one person for each other role, each granted through a real role.grant approval and
+holding an API token scoped to that role."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from fabtrust.access import Caller, Role
+from fabtrust.access.policy import PERSON_ROLES
+from fabtrust.home import Home
+
+YEAR = timedelta(days=365)
+MONTH = timedelta(days=30)
+NAMES = {
+    Role.ADMINISTRATOR: "ada",
+    Role.SECURITY_OFFICER: "oscar",
+    Role.RELEASE_SIGNER: "sam",
+    Role.PRODUCTION_PLANNER: "pia",
+    Role.FACTORY_OPERATOR: "fay",
+    Role.AUDITOR: "aud",
+}
+
+
+def team_tokens(home: Home) -> dict[Role, str]:
+    """Bootstrap ``home``'s people and return a token per person role."""
+    access = home.access
+    admin, officer = access.bootstrap(
+        NAMES[Role.ADMINISTRATOR], NAMES[Role.SECURITY_OFFICER], valid_for=YEAR, token_ttl=MONTH
+    )
+    ada, oscar = access.authenticate(admin.token), access.authenticate(officer.token)
+    tokens = {Role.ADMINISTRATOR: admin.token, Role.SECURITY_OFFICER: officer.token}
+    now = home.clock()
+    for role in sorted(PERSON_ROLES - set(tokens)):
+        person = NAMES[role]
+        access.create_principal(ada, person, person.title())
+        request = access.request_grant(ada, person, role, now - timedelta(minutes=1), now + YEAR)
+        access.approve(oscar, request.request_id, request.digest)
+        access.apply_grant(ada, request.request_id)
+        issued = access.issue_token(Caller.local("test-setup"), person, [role], label="tests", ttl=MONTH)
+        tokens[role] = issued.token
+    return tokens
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
