@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from fabtrust.access import Role
 from fabtrust.cli.main import main
 from fabtrust.crypto.keys import KeyType, KeyUsage
 from fabtrust.home import Home
@@ -169,6 +170,25 @@ def test_init_prints_a_usable_verifier_key_even_on_a_narrow_terminal(
     with read_only(tmp_path / "h") as home:
         assert NoteVerifier.parse(vkey) == home.log_verifier()
         assert home.config.origin == "example.com/fab/line-1"
+
+
+def test_init_creates_the_first_two_people_and_shows_their_tokens_once(cli: Cli, tmp_path: Path) -> None:
+    run = cli("--home", tmp_path / "h", "init", "--admin", "ada", "--security-officer", "oscar").ok()
+    tokens = [line.strip() for line in run.out.splitlines() if line.strip().startswith("ftk_")]
+    assert len(tokens) == 2
+    with read_only(tmp_path / "h") as home:
+        callers = [home.access.authenticate(t) for t in tokens]
+        assert [(c.principal_id, sorted(c.roles)) for c in callers] == [
+            ("ada", [Role.ADMINISTRATOR]),
+            ("oscar", [Role.SECURITY_OFFICER]),
+        ]
+        stored = {t.token_id for t in home.access.tokens()}
+        assert stored == {c.token_id for c in callers}
+        entries = [AuditEntry.parse(e) for e in home.log.entries(0, home.log.size())]
+    # shown once: neither the database nor the audit log holds a token
+    stored_bytes = b"".join(f.read_bytes() for f in (tmp_path / "h").rglob("*") if f.is_file())
+    assert not [t for t in tokens if t.split("_")[-1].encode() in stored_bytes]
+    assert not [t for t in tokens for e in entries if t.split("_")[-1] in e.to_json().decode()]
 
 
 def test_second_init_says_it_exists_and_changes_nothing(cli: Cli, home: Path) -> None:
