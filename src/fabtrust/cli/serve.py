@@ -53,13 +53,13 @@ def register(app: typer.Typer) -> None:
             err_console.print(f"fabtrust serving {home.config.origin} on {scheme}://{host}:{port}")
             if station:
                 err_console.print(
-                    f"station line API at {scheme}://{host}:{port}/station (no authentication yet)"
+                    f"station line API at {scheme}://{host}:{port}/station (factory operators' tokens)"
                 )
-                if not _loopback(host):
-                    err_console.print(
-                        f"warning: --station on {host}, not loopback: until access control, expose the "
-                        "station API only through the nginx mutual-TLS proxy"
-                    )
+            if not tls_cert and not _loopback(host):
+                err_console.print(
+                    f"warning: plain HTTP on {host}, not loopback: bearer tokens would cross the network "
+                    "in clear; serve with --tls-cert/--tls-key or behind the nginx TLS proxy"
+                )
             uvicorn.run(
                 create_app(home, trusted_proxies=trusted_proxy, station=station),
                 host=host,
