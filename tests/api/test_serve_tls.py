@@ -20,8 +20,10 @@ from pathlib import Path
 
 import pytest
 
+from fabtrust.access import Role
 from fabtrust.home import Home
 from fabtrust.tlog.checkpoint import NoteVerifier, open_checkpoint
+from tests.team import team_tokens
 
 PASSPHRASE = "tls-test-passphrase"
 FABTRUST = Path(sys.executable).with_name("fabtrust")
@@ -50,6 +52,7 @@ class Server:
     origin: str
     size: int
     log: Path
+    auditor_header: Path  # "Authorization: Bearer <an auditor's token>", for curl -H @file
 
 
 def _wait_for_tls(port: int, cafile: Path, proc: subprocess.Popen[bytes], log: Path) -> None:
@@ -118,12 +121,15 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     d = tmp_path_factory.mktemp("tls")
     home_path = d / "home"
     with Home.init(home_path, passphrase=lambda: PASSPHRASE, pin=lambda: "") as home:
+        auditor = team_tokens(home)[Role.AUDITOR]
         vkey, origin, size = home.log_vkey(), home.config.origin, home.log.size()
+    (d / "auditor.header").write_text(f"Authorization: Bearer {auditor}\n")
     cert, key = self_signed(d)
     log = d / "server.log"
     with serving(home_path, cert, key, log, {"FABTRUST_KEYSTORE_PASSPHRASE": PASSPHRASE}) as port:
-        yield Server(port, cert, vkey, origin, size, log)
+        yield Server(port, cert, vkey, origin, size, log, d / "auditor.header")
     assert PASSPHRASE not in log.read_text()
+    assert auditor.split("_")[-1] not in log.read_text()
 
 
 def curl(*args: str) -> subprocess.CompletedProcess[str]:
@@ -152,7 +158,7 @@ def test_healthz_over_tls(server: Server) -> None:
 
 def test_bad_request_over_tls_is_400_with_a_request_id(server: Server) -> None:
     r = curl("--cacert", str(server.cert), "--write-out", "\n%{http_code}",
-             f"https://127.0.0.1:{server.port}/log/proof/inclusion?index=999")  # fmt: skip
+             "--header", f"@{server.auditor_header}", f"https://127.0.0.1:{server.port}/log/proof/inclusion?index=999")  # fmt: skip
     body, _, status = r.stdout.rpartition("\n")
     assert status == "400"
     assert '"error":"invalid_input"' in body
