@@ -158,7 +158,8 @@ def test_healthz_over_tls(server: Server) -> None:
 
 def test_bad_request_over_tls_is_400_with_a_request_id(server: Server) -> None:
     r = curl("--cacert", str(server.cert), "--write-out", "\n%{http_code}",
-             "--header", f"@{server.auditor_header}", f"https://127.0.0.1:{server.port}/log/proof/inclusion?index=999")  # fmt: skip
+             "--header", f"@{server.auditor_header}",
+             f"https://127.0.0.1:{server.port}/log/proof/inclusion?index=999")  # fmt: skip
     body, _, status = r.stdout.rpartition("\n")
     assert status == "400"
     assert '"error":"invalid_input"' in body
