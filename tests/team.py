@@ -44,3 +44,10 @@ def team_tokens(home: Home) -> dict[Role, str]:
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+def token_secret(token: str) -> str:
+    """The secret part of ``ftk_<token id>_<secret>`` (the secret's base64url may hold "_" too)."""
+    prefix, token_id, secret = token.split("_", 2)
+    assert (prefix, len(token_id), len(secret)) == ("ftk", 16, 43)
+    return secret

@@ -28,6 +28,7 @@ from fabtrust.home import Home
 from fabtrust.tlog.audit import AuditEntry
 from fabtrust.tlog.checkpoint import Ed25519NoteSigner, NoteVerifier, open_checkpoint, parse_checkpoint_body
 from tests.cli.result import Result
+from tests.team import token_secret
 
 PASSPHRASE = "tr0ub4dor-and-3-more-words"
 WRONG = "hunter2-not-the-passphrase"
@@ -187,8 +188,8 @@ def test_init_creates_the_first_two_people_and_shows_their_tokens_once(cli: Cli,
         entries = [AuditEntry.parse(e) for e in home.log.entries(0, home.log.size())]
     # shown once: neither the database nor the audit log holds a token
     stored_bytes = b"".join(f.read_bytes() for f in (tmp_path / "h").rglob("*") if f.is_file())
-    assert not [t for t in tokens if t.split("_")[-1].encode() in stored_bytes]
-    assert not [t for t in tokens for e in entries if t.split("_")[-1] in e.to_json().decode()]
+    assert not [t for t in tokens if token_secret(t).encode() in stored_bytes]
+    assert not [t for t in tokens for e in entries if token_secret(t) in e.to_json().decode()]
 
 
 def test_second_init_says_it_exists_and_changes_nothing(cli: Cli, home: Path) -> None:

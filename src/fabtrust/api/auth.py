@@ -1,4 +1,4 @@
-"""Who is calling, and may they: every route declares one of three guards, deny by default.
+"""Who is calling, and may they: every route declares one of four guards, deny by default.
 
 - ``requires(permission)``: an authenticated caller whose roles grant ``permission``
   (:mod:`fabtrust.access.policy`). People authenticate with ``Authorization: Bearer ftk_...``
@@ -7,6 +7,8 @@
   proxy and checked again here against this home's records (issued here, not revoked, valid now,
   the station still active). No credentials: 401; credentials without the permission: 403, logged.
   A granted call that changes something is logged with its caller (the services log the details).
+- ``authenticated``: any authenticated caller, whatever its roles (``/access/whoami``, one's own
+  tokens); the service behind the route decides the rest (its refusals are logged there).
 - ``public``: anyone, rate-limited per client address (health, revocation status, TUF metadata,
   the log checkpoint).
 - ``own_authentication``: the route authenticates by a credential of its own protocol (EST's
@@ -41,7 +43,8 @@ CLIENT_CERT_HEADER = "X-SSL-Client-Cert"
 CLIENT_VERIFY_HEADER = "X-SSL-Client-Verify"
 REAL_IP_HEADER = "X-Real-IP"
 
-GUARD_ATTRIBUTE = "__fabtrust_guard__"  # the meta-test reads it: ("permission", p) | ("public", None) | ...
+# The meta-test reads it: ("permission", p) | ("authenticated", None) | ("public", None) | ("own", None)
+GUARD_ATTRIBUTE = "__fabtrust_guard__"
 
 
 def access_of(request: Request) -> AccessService:
@@ -185,6 +188,15 @@ def _call_details(request: Request, caller: Caller, permission: Permission) -> d
     return details
 
 
+def authenticated(request: Request) -> Caller:
+    """The guard of a route any authenticated caller may call: the caller, or 401."""
+    caller = caller_of(request)
+    if caller is None:
+        _rate_limit(request)
+        raise Unauthenticated("credentials are needed: a bearer token or a client certificate")
+    return caller
+
+
 def public(request: Request) -> None:
     """The guard of a route anyone may call: rate-limited per client address."""
     _rate_limit(request)
@@ -195,5 +207,6 @@ def own_authentication(request: Request) -> None:
     _rate_limit(request)
 
 
+setattr(authenticated, GUARD_ATTRIBUTE, ("authenticated", None))
 setattr(public, GUARD_ATTRIBUTE, ("public", None))
 setattr(own_authentication, GUARD_ATTRIBUTE, ("own", None))

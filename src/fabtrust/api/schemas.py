@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt
+
+from fabtrust.access.policy import ApprovalAction, Role
 
 
 class ErrorBody(BaseModel):
@@ -148,3 +150,151 @@ class OrderStatus(BaseModel):
 class StationStatus(BaseModel):
     station_id: str
     orders: list[OrderStatus]
+
+
+# -- access control (/access) -----------------------------------------------------------------------
+# Times are RFC 3339 strings. Request bodies are strict: unknown fields and wrong types are refused.
+
+_ACCESS_IN = ConfigDict(extra="forbid")
+PrincipalId = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=200,
+        description="A person (a-z 0-9 . _ -, a letter first), station:<id> or device:<serial>.",
+    ),
+]
+Label = Annotated[str, Field(min_length=1, max_length=128, description="One line, no surrounding spaces.")]
+Hex64 = Annotated[str, Field(min_length=64, max_length=64, description="SHA-256, lowercase hex.")]
+Hex32 = Annotated[str, Field(min_length=32, max_length=32)]
+
+ACCESS_ERRORS: dict[int | str, dict[str, object]] = {
+    **ERRORS,
+    401: {"model": ErrorBody, "description": "No, invalid or expired credentials (see WWW-Authenticate)."},
+    403: {"model": ErrorBody, "description": "The caller's roles do not permit this."},
+    409: {"model": ErrorBody, "description": "The object's state forbids it (done already, replayed)."},
+    413: {"model": ErrorBody, "description": "The body is larger than 64 KiB."},
+    422: {"model": ErrorBody, "description": "A rule refuses it (two-person rule, expired, wrong digest)."},
+    429: {"model": ErrorBody, "description": "Too many failed authentications from this client."},
+}
+
+
+class WhoAmI(BaseModel):
+    principal_id: str
+    kind: Literal["person", "station", "device"]
+    roles: list[str] = Field(description="The roles held now, within the credential's scope.")
+    via: Literal["token", "certificate", "local"]
+    token_id: str | None = Field(description="The token's id when the caller came with a token.")
+
+
+class PrincipalDoc(BaseModel):
+    principal_id: str
+    kind: Literal["person", "station", "device"]
+    display_name: str
+    created_at: str
+    created_by: str
+    disabled_at: str | None
+
+
+class CreatePrincipal(BaseModel):
+    model_config = _ACCESS_IN
+    principal_id: PrincipalId
+    display_name: Label
+
+
+class GrantDoc(BaseModel):
+    grant_id: str
+    principal_id: str
+    role: str
+    not_before: str
+    not_after: str
+    granted_by: str
+    granted_at: str
+    approval_id: str | None = Field(description="The role.grant request; null for a bootstrap grant.")
+    revoked_at: str | None
+    revoked_by: str | None
+
+
+class GrantRequest(BaseModel):
+    model_config = _ACCESS_IN
+    principal_id: PrincipalId
+    role: Role
+    not_before: AwareDatetime
+    not_after: AwareDatetime
+
+
+class RevokeRequest(BaseModel):
+    model_config = _ACCESS_IN
+    grant_id: Hex32
+
+
+class TokenDoc(BaseModel):
+    """A token as stored: never its secret."""
+
+    token_id: str
+    principal_id: str
+    roles: list[str]
+    label: str
+    created_at: str
+    created_by: str
+    expires_at: str
+    revoked_at: str | None
+
+
+class TokenRequest(BaseModel):
+    model_config = _ACCESS_IN
+    principal_id: PrincipalId | None = Field(None, description="Default: the caller (its own token).")
+    roles: list[Role] = Field(min_length=1, max_length=16, description="The token's scope.")
+    label: Label
+    ttl_seconds: StrictInt = Field(gt=0, le=366 * 86400, description="At most the home's maximum (90 days).")
+
+
+class IssuedTokenDoc(BaseModel):
+    token: str = Field(description="The bearer token, shown this once: it is never stored or shown again.")
+    token_id: str
+    expires_at: str
+
+
+class ApprovalDoc(BaseModel):
+    principal_id: str
+    digest: str
+    approved_at: str
+
+
+class ApprovalRequestDoc(BaseModel):
+    request_id: str
+    action: str
+    subject: str
+    parameters: dict[str, object]
+    digest: str = Field(description="SHA-256 of the request statement (RFC 8785 canonical JSON).")
+    requested_by: str
+    created_at: str
+    expires_at: str
+    threshold: int = Field(description="Approvers needed, the requester not counted.")
+    eligible_role: str
+    status: Literal["pending", "executed", "cancelled"]
+    executed_at: str | None
+    executed_by: str | None
+    cancelled_at: str | None
+    cancelled_by: str | None
+    approvals: list[ApprovalDoc]
+
+
+class ApproveRequest(BaseModel):
+    model_config = _ACCESS_IN
+    digest: Hex64 = Field(description="The SHA-256 of the statement the approver reviewed.")
+
+
+class PolicyDoc(BaseModel):
+    action: str
+    threshold: int
+    eligible_role: str
+    ttl_seconds: int
+
+
+class PolicyRequest(BaseModel):
+    model_config = _ACCESS_IN
+    action: ApprovalAction
+    threshold: StrictInt
+    eligible_role: Role
+    ttl_seconds: StrictInt
