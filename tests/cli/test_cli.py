@@ -777,11 +777,11 @@ def test_end_to_end_operator_and_auditor(tmp_path: Path, subprocess_ok: None) ->
     assert vkey in init.out  # the key printed at init, whole
     (out / "log.vkey").write_text(vkey + "\n")
     cp = open_checkpoint(checkpoint.encode(), NoteVerifier.parse(vkey))
-    assert cp.size == 2 + len(KEY_KINDS)
+    assert cp.size == 3 + len(KEY_KINDS)  # init: log key, log created, the first two people; then a key each
 
     with read_only(h) as home:
         entries = home.log.entries(0, cp.size)
-    index = 4
+    index = 5  # the third key made, after init's three entries
     (out / "entry.bin").write_bytes(entries[index])
     assert AuditEntry.parse(entries[index]).subject == "soft:ed"
 

@@ -46,14 +46,14 @@ def test_pkcs11_home_through_the_cli(
     assert "audit-log-" in listed
     checkpoint = cli("--home", home, "log", "checkpoint").ok().out.encode()
     vkey = cli("--home", home, "log", "key").ok().out.strip()
-    assert open_checkpoint(checkpoint, NoteVerifier.parse(vkey)).size == 3
+    assert open_checkpoint(checkpoint, NoteVerifier.parse(vkey)).size == 4  # init's 3, the key
     for run in (init, created):
         assert pin not in run.out + run.err
 
     # a type this backend does not implement: refused, logged, nothing created
     cli("--home", home, "keys", "create", "pq", "--type", "ml-dsa-65").refused()
     with read_only(home) as h:
-        entry = AuditEntry.parse(h.log.entries(3, 4)[0])
+        entry = AuditEntry.parse(h.log.entries(4, 5)[0])
         assert (entry.action, entry.outcome.value) == ("key.generate", "refused")
         size, note = h.log.size(), h.log.latest_checkpoint().note
 
@@ -107,5 +107,7 @@ def test_pkcs11_home_in_a_subprocess(tmp_path: Path, softhsm: SoftHsm, hsm_token
     run("keys", "create", "station", "--type", "ed25519").ok()
     with read_only(home) as h:
         cp = h.log.latest_checkpoint()
-        assert open_checkpoint(cp.note, h.log_verifier()).size == 3
-        assert AuditEntry.parse(h.log.entries(2, 3)[0]).subject.endswith("object=station;type=private")
+        assert (
+            open_checkpoint(cp.note, h.log_verifier()).size == 4
+        )  # init's 3 (log key, log, people), the key
+        assert AuditEntry.parse(h.log.entries(3, 4)[0]).subject.endswith("object=station;type=private")
