@@ -28,6 +28,7 @@ from fabtrust.store.tables import (
     acc_principals,
     acc_tokens,
 )
+from tests.production.line import Clock, never
 from tests.team import MONTH, NAMES, bearer, team_tokens, token_secret
 
 ACCESS_TABLES = (
@@ -38,18 +39,6 @@ ACCESS_TABLES = (
     acc_approvals,
     acc_approval_policies,
 )
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-def never() -> str:
-    raise AssertionError("a PIN was asked for")
 
 
 @dataclass

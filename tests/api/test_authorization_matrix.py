@@ -39,6 +39,7 @@ from fabtrust.api.auth import GUARD_ATTRIBUTE, own_authentication
 from fabtrust.api.limits import RateLimiter
 from fabtrust.api.routers import access, est, health, log, pki, station, updates
 from fabtrust.home import Home
+from tests.production.line import Clock, never
 from tests.team import MONTH, bearer, team_tokens
 
 ROUTERS = (health, log, pki, est, updates, access, station)
@@ -46,18 +47,6 @@ ANONYMOUS, EXPIRED_TOKEN, EXPIRED_GRANT = "no credentials", "expired token", "ex
 CALLERS = [ANONYMOUS, *sorted(r.value for r in PERSON_ROLES), EXPIRED_TOKEN, EXPIRED_GRANT]
 DUMMY = "a" * 32  # a well-formed id for most path parameters (hex, and a person's id too)
 Guard = tuple[str, Permission | None]
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-def never() -> str:
-    raise AssertionError("a PIN was asked for")
 
 
 def guards(route: Any) -> list[Guard]:

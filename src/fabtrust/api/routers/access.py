@@ -23,17 +23,15 @@ and is never logged. Request bodies over :data:`MAX_BODY_BYTES` are refused with
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
 from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
-from fastapi.routing import APIRoute
-from starlette.types import Message, Receive
 
 from fabtrust.access.policy import ApprovalPolicy, Permission
 from fabtrust.access.service import AccessService, Caller, RequestStatus
 from fabtrust.api.auth import access_of, authenticated, requires
+from fabtrust.api.bodies import bounded_route
 from fabtrust.api.schemas import (
     ACCESS_ERRORS,
     ApprovalRequestDoc,
@@ -51,46 +49,11 @@ from fabtrust.api.schemas import (
     WhoAmI,
 )
 from fabtrust.clock import rfc3339
-from fabtrust.errors import PayloadTooLarge
 
 MAX_BODY_BYTES = 64 * 1024
 
 
-class CappedBodyRoute(APIRoute):
-    """A route whose body is read under :data:`MAX_BODY_BYTES` (413 in the API's error shape)
-    before FastAPI parses it."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def capped(request: Request) -> Response:
-            declared = request.headers.get("content-length")
-            if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
-                raise PayloadTooLarge(f"request body is larger than {MAX_BODY_BYTES} bytes")
-            body = bytearray()
-            async for chunk in request.stream():
-                body += chunk
-                if len(body) > MAX_BODY_BYTES:
-                    raise PayloadTooLarge(f"request body is larger than {MAX_BODY_BYTES} bytes")
-            return await handler(Request(request.scope, _replay(bytes(body), request.receive)))
-
-        return capped
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    given = False
-
-    async def replay() -> Message:
-        nonlocal given
-        if given:
-            return await receive()
-        given = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return replay
-
-
-router = APIRouter(prefix="/access", tags=["access"], route_class=CappedBodyRoute)
+router = APIRouter(prefix="/access", tags=["access"], route_class=bounded_route(MAX_BODY_BYTES))
 
 PrincipalPath = Annotated[str, Path(max_length=200, description="A principal id.")]
 IdPath = Annotated[str, Path(max_length=64, description="An id as the service issued it (hex).")]

@@ -36,15 +36,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
-from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request, Response
-from fastapi.routing import APIRoute
-from starlette.types import Message, Receive
 
 from fabtrust.access.policy import Permission
 from fabtrust.api.auth import requires
+from fabtrust.api.bodies import bounded_route
 from fabtrust.api.errors import request_id
 from fabtrust.api.schemas import (
     ERRORS,
@@ -62,7 +60,7 @@ from fabtrust.api.schemas import (
     StationStatus,
 )
 from fabtrust.crypto.encoding import b64, unb64
-from fabtrust.errors import FabtrustError, InvalidInput, PayloadTooLarge
+from fabtrust.errors import FabtrustError, InvalidInput
 from fabtrust.pki.service import check_name
 from fabtrust.production.station import Provisioned, Station
 
@@ -92,51 +90,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-async def _read_bounded(request: Request) -> bytes:
-    """The body, refused with 413 as soon as its declared length or the bytes read pass the limit
-    (reading stops at the first chunk past it; the rest is never read)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
-        raise PayloadTooLarge(f"request body is larger than {MAX_BODY_BYTES} bytes")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise PayloadTooLarge(f"request body is larger than {MAX_BODY_BYTES} bytes")
-    return bytes(body)
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    """A receive channel that yields the body already read, then whatever the client sends next
-    (the disconnect)."""
-    given = False
-
-    async def replay() -> Message:
-        nonlocal given
-        if given:
-            return await receive()
-        given = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return replay
-
-
-class BoundedBodyRoute(APIRoute):
-    """A route whose body is read under :data:`MAX_BODY_BYTES` before FastAPI parses it (FastAPI
-    itself would buffer any body whole; Starlette's own limiter answers a declared oversize in
-    plain text, outside the API's error shape)."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def bounded(request: Request) -> Response:
-            body = await _read_bounded(request)
-            return await handler(Request(request.scope, _replay(body, request.receive)))
-
-        return bounded
-
-
-router = APIRouter(prefix="/station", tags=["station"], route_class=BoundedBodyRoute)
+router = APIRouter(prefix="/station", tags=["station"], route_class=bounded_route(MAX_BODY_BYTES))
 OrderPath = Annotated[str, Path(max_length=41, description="An order whose package is loaded here.")]
 
 
