@@ -82,19 +82,20 @@ def _rate_limit(request: Request) -> None:
 
 
 def forwarded_certificate(request: Request) -> x509.Certificate | None:
-    """The client certificate the trusted proxy verified, or None. From anyone else the headers
-    are ignored (a client could set them itself)."""
+    """The client certificate the trusted proxy verified, or None without one. From anyone else
+    the header is refused (a client could set it itself)."""
     escaped = request.headers.get(CLIENT_CERT_HEADER)
     if not escaped:
         return None
     if not from_trusted_proxy(request):
+        # only the proxy may say which certificate a client presented (as EST re-enrollment)
         log.warning(
-            "request %s: %s from %s, not a trusted proxy: ignored",
+            "request %s: %s from %s, not a trusted proxy: refused",
             request_id(request),
             CLIENT_CERT_HEADER,
             peer(request),
         )
-        return None
+        raise NotAuthorised("a client-certificate header is accepted from the TLS proxy only")
     if request.headers.get(CLIENT_VERIFY_HEADER) != "SUCCESS":
         raise NotAuthorised("the proxy did not verify the client certificate")
     return parse_forwarded_certificate(escaped)

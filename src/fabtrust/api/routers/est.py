@@ -18,7 +18,6 @@ in :class:`fabtrust.pki.est.EstService`; this module reads the transport values 
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from typing import Any
 
@@ -26,7 +25,14 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from fabtrust.api.auth import own_authentication, public
+from fabtrust.api.auth import (
+    CLIENT_CERT_HEADER,
+    CLIENT_VERIFY_HEADER,
+    from_trusted_proxy,
+    own_authentication,
+    peer,
+    public,
+)
 from fabtrust.api.deps import home_of
 from fabtrust.api.errors import REQUEST_ID, request_id
 from fabtrust.api.schemas import ERRORS, ErrorBody
@@ -46,8 +52,6 @@ from fabtrust.pki.est import (
 router = APIRouter(prefix="/.well-known/est", tags=["est"])
 log = logging.getLogger("fabtrust.api")
 
-CLIENT_CERT_HEADER = "X-SSL-Client-Cert"
-CLIENT_VERIFY_HEADER = "X-SSL-Client-Verify"
 _CERTS_ONLY: dict[int | str, dict[str, Any]] = {
     **ERRORS,
     200: {"content": {CERTS_ONLY_TYPE: {}}, "description": "base64 PKCS#7 certs-only"},
@@ -76,18 +80,6 @@ def _service(request: Request) -> EstService:
     home = home_of(request)
     tokens = EstTokens(home.store, home.audit, home.clock, actor=home.actor)
     return EstService(home.pki, tokens, home.audit, home.clock)
-
-
-def _peer(request: Request) -> str:
-    return request.client.host if request.client is not None else "unknown"
-
-
-def _from_trusted_proxy(request: Request) -> bool:
-    trusted = request.app.state.trusted_proxies
-    try:
-        return ipaddress.ip_address(_peer(request)) in trusted
-    except ValueError:
-        return False
 
 
 def _certs_only(body: bytes) -> Response:
@@ -121,7 +113,7 @@ async def _read_body(request: Request, service: EstService, action: str) -> byte
     if too_large:
         error = PayloadTooLarge(f"request body is larger than {MAX_BODY_BYTES} bytes")
         await run_in_threadpool(
-            service.refused, action, f"est:{action.removeprefix('est.')}", error, peer=_peer(request)
+            service.refused, action, f"est:{action.removeprefix('est.')}", error, peer=peer(request)
         )
         raise error
     return b"".join(chunks)
@@ -133,7 +125,7 @@ def _enroll_request(request: Request, body: bytes, label: str | None) -> EnrollR
         request.headers.get("content-type"),
         request.headers.get("content-transfer-encoding"),
         label,
-        _peer(request),
+        peer(request),
     )
 
 
@@ -206,7 +198,7 @@ async def _reenroll(request: Request, label: str | None) -> Response:
     certificate = None
     refusal: FabtrustError | None = None
     why = ""
-    if not _from_trusted_proxy(request):
+    if not from_trusted_proxy(request):
         if escaped is not None or verdict is not None:
             refusal, why = NotAuthorised(NO_CLIENT_CERT), "client-certificate header from an untrusted peer"
     elif escaped is not None and verdict == "SUCCESS":
@@ -221,7 +213,7 @@ async def _reenroll(request: Request, label: str | None) -> Response:
         )
     if refusal is not None:
         await run_in_threadpool(
-            service.refused, "est.reenroll", "est:reenroll", refusal, peer=_peer(request), why=why
+            service.refused, "est.reenroll", "est:reenroll", refusal, peer=peer(request), why=why
         )
         raise refusal
     issued = await run_in_threadpool(service.reenroll, _enroll_request(request, body, label), certificate)
