@@ -43,6 +43,7 @@ from fabtrust.firmware.image import Image, ImageVersion, TlvType, decrypt_image,
 from fabtrust.firmware.releases import (
     AUDIT_FIRMWARE,
     RELEASE_FORMAT,
+    Release,
     ReleaseService,
     ReleaseState,
     ReleaseStatement,
@@ -52,6 +53,7 @@ from fabtrust.firmware.sbom import ComponentSpec, build_sbom
 from fabtrust.home import Home
 from fabtrust.store.tables import fw_class_keys, fw_policies, fw_releases, fw_signers, metadata
 from fabtrust.tlog.audit import AuditEntry, Outcome
+from tests.approvals import publish_ticket
 
 T0 = datetime(2031, 5, 4, 8, 0, 0, tzinfo=UTC)
 BODY_1 = b"\x00\x10\x00\x20firmware 1.0.0 " * 300
@@ -111,6 +113,10 @@ class Oem:
     def approve(self, release_id: str, *signers: str) -> None:
         for signer in signers:
             self.releases.approve(release_id, signer)
+
+    def publish(self, release_id: str) -> Release:
+        """Publish with a firmware.publish approval of its exact terms (release signers' k-of-n)."""
+        return self.releases.publish(release_id, publish_ticket(self.home, release_id))
 
 
 def make_oem(path: Path, database: str | None = None) -> Oem:
@@ -175,7 +181,7 @@ def firmware_public(oem: Oem) -> ec.EllipticCurvePublicKey:
 def published(oem: Oem, version: str, counter: int, body: bytes) -> str:
     release_id = oem.release(version, counter, body)
     oem.approve(release_id, "alice", "bob")
-    oem.releases.publish(release_id)
+    oem.publish(release_id)
     return release_id
 
 
@@ -205,7 +211,7 @@ def test_two_of_three_approve_and_the_release_is_published(oem: Oem) -> None:
     assert (two.state, two.valid_approvals) == (ReleaseState.APPROVED, 2)
     assert [(a.signer, a.status) for a in two.approvals] == [("alice", "valid"), ("carol", "valid")]
 
-    done = svc.publish("widget-1.0.0")
+    done = oem.publish("widget-1.0.0")
     assert done.state == ReleaseState.PUBLISHED
     assert done.image_sha256 is not None
     assert done.image_size == len(svc.image("widget-1.0.0"))
@@ -339,14 +345,14 @@ def test_the_schema_has_the_release_tables(oem: Oem) -> None:
 def test_publishing_below_the_threshold_is_refused(oem: Oem) -> None:
     release_id = oem.release("1.0.0", 1, BODY_1)
     oem.refused(
-        lambda: oem.releases.publish(release_id),
+        lambda: oem.publish(release_id),
         PolicyViolation,
         "has no approvals; 2 needed",
         "release.publish",
     )
     oem.approve(release_id, "alice")
     oem.refused(
-        lambda: oem.releases.publish(release_id),
+        lambda: oem.publish(release_id),
         PolicyViolation,
         r"1 approval\(s\) by active release signers, 2 needed",
         "release.publish",
@@ -388,13 +394,13 @@ def test_a_revoked_signers_approval_stops_counting(oem: Oem) -> None:
     assert shown.state == ReleaseState.DRAFT
     assert [(a.signer, a.status) for a in shown.approvals] == [("alice", "valid"), ("bob", "revoked")]
     oem.refused(
-        lambda: oem.releases.publish(release_id),
+        lambda: oem.publish(release_id),
         PolicyViolation,
         r"1 approval\(s\) by active release signers, 2 needed",
         "release.publish",
     )
     oem.approve(release_id, "carol")  # a third signer makes up for it
-    assert oem.releases.publish(release_id).state == ReleaseState.PUBLISHED
+    assert oem.publish(release_id).state == ReleaseState.PUBLISHED
 
 
 def test_signers_and_policies_are_checked(oem: Oem) -> None:
@@ -426,7 +432,7 @@ def test_an_ed25519_signer_approves_like_any_other(oem: Oem) -> None:
     oem.releases.add_signer("dave", KeyType.ED25519)
     release_id = oem.release("1.0.0", 1, BODY_1)
     oem.approve(release_id, "dave", "alice")
-    assert oem.releases.publish(release_id).valid_approvals == 2
+    assert oem.publish(release_id).valid_approvals == 2
 
 
 def test_without_a_policy_nothing_is_published(oem: Oem) -> None:
@@ -441,7 +447,7 @@ def test_without_a_policy_nothing_is_published(oem: Oem) -> None:
     oem.approve(release.release_id, "alice", "bob", "carol")
     assert oem.releases.show(release.release_id).state == ReleaseState.DRAFT
     oem.refused(
-        lambda: oem.releases.publish(release.release_id),
+        lambda: oem.publish(release.release_id),
         PolicyViolation,
         "no approval policy",
         "release.publish",
@@ -453,9 +459,7 @@ def test_a_published_release_is_closed(oem: Oem) -> None:
     oem.refused(
         lambda: oem.releases.approve("widget-1.0.0", "carol"), Conflict, "published", "release.approve"
     )
-    oem.refused(
-        lambda: oem.releases.publish("widget-1.0.0"), Conflict, "published already", "release.publish"
-    )
+    oem.refused(lambda: oem.publish("widget-1.0.0"), Conflict, "published already", "release.publish")
 
 
 def _tamper(oem: Oem, release_id: str, change: Callable[[bytes], bytes]) -> None:
@@ -506,7 +510,7 @@ def test_a_tampered_approval_envelope_is_refused(
     shown = oem.releases.show(release_id)
     assert shown.state == ReleaseState.DRAFT
     assert shown.problem is not None
-    oem.refused(lambda: oem.releases.publish(release_id), error, match, "release.publish")
+    oem.refused(lambda: oem.publish(release_id), error, match, "release.publish")
     oem.refused(lambda: oem.releases.approve(release_id, "carol"), error, match, "release.approve")
     with pytest.raises(Conflict, match="not published"):
         oem.releases.image(release_id)
@@ -520,7 +524,7 @@ def test_a_counter_below_the_current_release_is_refused(oem: Oem) -> None:
     oem.approve(lower, "alice", "bob")
     published(oem, "2.0.0", 5, BODY_1)
     oem.refused(
-        lambda: oem.releases.publish(lower),
+        lambda: oem.publish(lower),
         PolicyViolation,
         "security counter 4 is below 5, the current release widget-2.0.0's",
         "release.publish",
@@ -534,7 +538,7 @@ def test_a_rollback_without_an_explicit_request_is_refused(oem: Oem) -> None:
     oem.approve(older, "alice", "bob")
     published(oem, "2.0.0", 5, BODY_1)
     oem.refused(
-        lambda: oem.releases.publish(older),
+        lambda: oem.publish(older),
         PolicyViolation,
         r"version 1.5.0 is not higher than 2.0.0.*--rollback",
         "release.publish",
@@ -551,11 +555,9 @@ def test_an_explicit_rollback_with_its_own_approvals_publishes(oem: Oem) -> None
     statement = oem.releases.show(rollback).statement
     assert (statement.rollback, statement.rollback_from) == (True, second)
     # the approvals of the original 1.0.0 release do not carry over: a new statement, new approvals
-    oem.refused(
-        lambda: oem.releases.publish(rollback), PolicyViolation, "has no approvals", "release.publish"
-    )
+    oem.refused(lambda: oem.publish(rollback), PolicyViolation, "has no approvals", "release.publish")
     oem.approve(rollback, "bob", "carol")
-    done = oem.releases.publish(rollback)
+    done = oem.publish(rollback)
     assert done.state == ReleaseState.PUBLISHED
     assert oem.releases.current("widget") == done
     verified = verify_image(
@@ -574,7 +576,7 @@ def test_a_rollback_is_refused_once_the_current_release_has_changed(oem: Oem) ->
     oem.approve(rollback, "alice", "bob")
     published(oem, "2.1.0", 5, BODY_2)
     oem.refused(
-        lambda: oem.releases.publish(rollback),
+        lambda: oem.publish(rollback),
         PolicyViolation,
         "requested from release widget-2.0.0, but the current release is widget-2.1.0",
         "release.publish",
@@ -727,7 +729,7 @@ def test_a_stored_sbom_that_changed_is_refused_at_publication(oem: Oem) -> None:
         doc["specVersion"] = "1.4"
         conn.execute(update(fw_releases).values(sbom=json.dumps(doc).encode()))
     oem.refused(
-        lambda: oem.releases.publish(release_id),
+        lambda: oem.publish(release_id),
         VerificationFailed,
         "stored SBOM is not the one the statement names",
         "release.publish",
@@ -791,10 +793,10 @@ def test_the_flow_on_both_engines(oem_on: Oem) -> None:
     second = oem.release("1.1.0", 3, BODY_2)
     oem.approve(second, "alice", "bob")
     _tamper(oem, second, _flip_signature_byte)
-    oem.refused(lambda: oem.releases.publish(second), VerificationFailed, "altered", "release.publish")
+    oem.refused(lambda: oem.publish(second), VerificationFailed, "altered", "release.publish")
     rollback = oem.release("0.9.0", 2, BODY_2, rollback=True)
     oem.approve(rollback, "carol", "alice")
-    assert oem.releases.publish(rollback).state == ReleaseState.PUBLISHED
+    assert oem.publish(rollback).state == ReleaseState.PUBLISHED
     assert [r.release_id for r in oem.releases.list() if r.state == ReleaseState.PUBLISHED] == [
         first,
         rollback,
@@ -853,7 +855,7 @@ def test_the_reference_device_boots_published_releases_and_refuses_a_rollback_up
     published(oem, "2.0.0", 5, BODY_2)
     rollback = oem.release("1.0.0", 3, BODY_1, rollback=True)
     oem.approve(rollback, "alice", "bob")
-    oem.releases.publish(rollback)
+    oem.publish(rollback)
 
     chip = SiliconVendor("Trusted Silicon", now=T0).make_chip()
     chip.burn(OEM_KEY_HASH_OTP, oem.home.production.oem_key_hash())

@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 
 from fabtrust.home import Home
+from tests.approvals import revoke_ca
 from tests.pki.test_revocation import PASSPHRASE, FakeClock, build_world
 
 FABTRUST = Path(sys.executable).with_name("fabtrust")
@@ -118,7 +119,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     world.pki.revoke(
         reason="keyCompromise", ca_id=ca.ca_id, serial=format(certs["revoked"].serial_number, "x")
     )
-    world.pki.revoke(reason="cessationOfOperation", issuing_ca=doomed.ca_id)
+    revoke_ca(world.home, doomed.ca_id, "cessationOfOperation")
     files = {
         "root.pem": pem(world.root.certificate),
         "product.pem": pem(world.product.certificate),

@@ -29,6 +29,7 @@ from sqlalchemy import func, select
 from fabtrust.clock import Clock
 from fabtrust.crypto import dsse
 from fabtrust.crypto.keys import KeyType, KeyUsage, key_id, spki_der
+from fabtrust.access import ApprovalAction
 from fabtrust.errors import (
     Conflict,
     FabtrustError,
@@ -40,7 +41,10 @@ from fabtrust.errors import (
 from fabtrust.home import Home
 from fabtrust.pki import custody
 from fabtrust.pki.issuance import NameRequest
-from fabtrust.pki.service import CEREMONY_TYPE, Ceremony, fingerprint, make_csr
+from fabtrust.pki.service import CEREMONY_TYPE, Ceremony, ca_revoke_terms, fingerprint, make_csr
+from tests.approvals import approved, restore_ticket, revoke_ca
+
+CA_REVOKE = ApprovalAction.CA_REVOKE
 from fabtrust.store.tables import pki_cas, pki_certs
 from fabtrust.tlog.audit import AuditEntry
 
@@ -662,7 +666,7 @@ def test_an_expired_issuing_ca_issues_nothing(homes: Homes, story: Story) -> Non
 
 @pytest.mark.parametrize("revoked", [ISSUING_ID, "product-widget"])
 def test_a_revoked_issuer_in_the_chain_issues_nothing(homes: Homes, revoked: str) -> None:
-    assert homes.station.pki.revoke(reason="cACompromise", issuing_ca=revoked) == 1
+    assert revoke_ca(homes.station, revoked, "cACompromise") == 1
     before = certs(homes.station)
     with pytest.raises(PolicyViolation, match=f"issuer {revoked} is revoked") as err:
         homes.station.pki.issue(
@@ -763,8 +767,32 @@ def test_issuing_ca_beyond_its_product_ca_is_refused(homes: Homes, story: Story)
     assert inside.certificate.not_valid_after_utc == story.product.not_valid_after_utc
 
 
+def test_revoking_a_ca_spends_an_approval_of_that_ca_and_reason(homes: Homes) -> None:
+    home = homes.station
+    record = home.pki.ca(ISSUING_ID)
+    other = approved(home, CA_REVOKE, f"ca:{ISSUING_ID}", ca_revoke_terms(record, "superseded"))
+    before = cas(home)
+    with pytest.raises(PolicyViolation, match="other terms") as err:
+        home.pki.revoke(
+            reason="cACompromise", issuing_ca=ISSUING_ID, approval=other
+        )  # not the approved reason
+    assert cas(home) == before
+    assert home.access.show_request(other.request_id).status.value == "pending"
+    assert_refused_and_logged(home, "ca.revoke", err.value)
+
+    ticket = approved(home, CA_REVOKE, f"ca:{ISSUING_ID}", ca_revoke_terms(record, "cACompromise"))
+    assert home.pki.revoke(reason="cACompromise", issuing_ca=ISSUING_ID, approval=ticket) == 1
+    assert home.pki.ca(ISSUING_ID).status == "revoked"
+    done = entries(home)[-1]
+    assert (done.action, done.details["request_id"]) == ("ca.revoke", ticket.request_id)
+    assert done.details["approvers"] == ["security-officer-1"]
+    assert home.access.show_request(ticket.request_id).executed_by == ticket.caller.principal_id
+    with pytest.raises(Conflict, match="executed"):
+        home.pki.revoke(reason="cACompromise", issuing_ca=ISSUING_ID, approval=ticket)  # replayed
+
+
 def test_a_revoked_product_ca_signs_no_issuing_ca(homes: Homes) -> None:
-    homes.oem.pki.revoke(reason="cACompromise", issuing_ca="product-widget")
+    revoke_ca(homes.oem, "product-widget", "cACompromise")
     before = cas(homes.oem)
     with pytest.raises(PolicyViolation, match="issuer product-widget is revoked") as err:
         homes.oem.pki.sign_issuing_ca(
@@ -895,6 +923,12 @@ def test_revoking_by_serial_device_and_order(homes: Homes) -> None:
         ),
         pytest.param(
             {"reason": "cACompromise", "issuing_ca": "issuing-x-y"}, NotFound, "no CA", id="unknown-ca"
+        ),
+        pytest.param(
+            {"reason": "cACompromise", "issuing_ca": ISSUING_ID},
+            PolicyViolation,
+            "needs an approved ca.revoke request",
+            id="ca-without-approval",
         ),
     ],
 )
@@ -1135,7 +1169,10 @@ def test_the_root_is_restored_from_three_shares_and_signs_again(story: Story, tm
         tmp_path / "dr", passphrase=lambda: OEM_PASSPHRASE, pin=never, actor="dr-officer", clock=clock
     ) as home:
         record = home.pki.restore_root(
-            story.ceremony.backup, opened(story, 2, 4, 5), root_certificate=story.root
+            story.ceremony.backup,
+            opened(story, 2, 4, 5),
+            root_certificate=story.root,
+            approval=restore_ticket(home, story.root),
         )
         assert record.certificate == story.root
         assert home.keystore().get(record.key_uri or "").public_key_der == spki_der(story.root.public_key())  # type: ignore[arg-type]
@@ -1148,6 +1185,23 @@ def test_the_root_is_restored_from_three_shares_and_signs_again(story: Story, tm
         restored = next(e for e in entries(home) if e.action == "ca.restore-root")
         assert restored.details["custodians"] == ["custodian-2", "custodian-4", "custodian-5"]
         assert restored.details["fingerprint"] == fingerprint(story.root)
+
+
+def test_a_restore_needs_an_approval_for_that_root_and_imports_nothing_without(
+    story: Story, other_oem: Story, tmp_path: Path
+) -> None:
+    with Home.init(tmp_path / "dr", passphrase=lambda: OEM_PASSPHRASE, pin=never, actor="dr-officer") as home:
+        wrong = restore_ticket(home, other_oem.root)  # approved: another OEM's root
+        before = keys(home)
+        with pytest.raises(PolicyViolation, match="other terms") as err:
+            home.pki.restore_root(
+                story.ceremony.backup, opened(story, 1, 2, 3), root_certificate=story.root, approval=wrong
+            )
+        assert keys(home) == before
+        assert cas(home) == []
+        assert home.access.show_request(wrong.request_id).status.value == "pending"
+        entry = assert_refused_and_logged(home, "ca.restore-root", err.value)
+        assert entry.details["request_id"] == wrong.request_id
 
 
 @pytest.mark.parametrize(
@@ -1177,9 +1231,10 @@ def test_a_refused_restore_changes_nothing(
     }[shares]
     cert = {"own": story.root, "foreign": other_oem.root, None: None}[root]
     with Home.init(tmp_path / "dr", passphrase=lambda: OEM_PASSPHRASE, pin=never, actor="dr-officer") as home:
+        ticket = restore_ticket(home, story.root)
         before = keys(home)
         with pytest.raises(error) as err:
-            home.pki.restore_root(story.ceremony.backup, chosen, root_certificate=cert)
+            home.pki.restore_root(story.ceremony.backup, chosen, root_certificate=cert, approval=ticket)
         assert message in err.value.message
         assert keys(home) == before
         assert cas(home) == []

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from fabtrust.device.vendor import SiliconVendor
 from fabtrust.home import Home
+from tests.approvals import publish_ticket
 
 DOMAIN = "widget.devices.acme.example"
 CUSTODIANS = [(f"custodian-{i}", f"custodian-{i}-passphrase") for i in range(1, 4)]
@@ -83,7 +84,7 @@ def publish(
     for name in approvers:
         releases.approve(release.release_id, name)
     if len(approvers) >= 2:
-        releases.publish(release.release_id)
+        releases.publish(release.release_id, publish_ticket(oem, release.release_id))
     return release.release_id
 
 

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import func, select
 
+from fabtrust.access import ApprovalAction, Role
 from fabtrust.crypto.canonical import canonical_json, parse_canonical
 from fabtrust.crypto.encoding import b64, unb64
 from fabtrust.device.agent import IDENTITY_SLOT, DeviceAgent, ReplayingAgent
@@ -37,6 +38,7 @@ from fabtrust.home import Home
 from fabtrust.production.station import Provisioned
 from fabtrust.store.tables import fw_releases, pki_certs, st_devices, st_packages
 from fabtrust.tlog.audit import AuditEntry
+from tests.approvals import approved, person, publish_ticket
 from tests.production.line import (
     Clock,
     enroll,
@@ -49,6 +51,8 @@ from tests.production.line import (
 )
 
 T0 = datetime(2031, 5, 4, 8, 0, 0, tzinfo=UTC)
+ORDER_APPROVE, QUOTA_RAISE = ApprovalAction.ORDER_APPROVE, ApprovalAction.QUOTA_RAISE
+PLANNER = Role.PRODUCTION_PLANNER
 
 
 @dataclass
@@ -254,7 +258,7 @@ def test_packages_refused_for_another_station_tampering_and_the_window(run: Run)
     assert counts(run.line1) == (0, 0, 0)
 
 
-def test_an_order_above_the_limit_needs_a_second_person(run: Run, tmp_path: Path) -> None:
+def test_an_order_above_the_limit_needs_an_approval_of_its_terms(run: Run) -> None:
     production = run.oem.production
     production._approval_limit = 5
     order = production.create_order(
@@ -269,23 +273,76 @@ def test_an_order_above_the_limit_needs_a_second_person(run: Run, tmp_path: Path
     assert order.status == "awaiting-approval"
     with pytest.raises(PolicyViolation, match="cannot be sealed"):
         seal_for(run.oem, run.line1, "po-big")
-    with pytest.raises(PolicyViolation, match="second person"):
-        production.approve_order("po-big")
-    second = Home.open(
-        run.oem.path,
-        passphrase=lambda: "oem-admin-passphrase",
-        pin=never,
-        actor="security-officer",
-        clock=run.clock,
-    )
-    try:
-        assert second.production.approve_order("po-big").status == "approved"
-        with pytest.raises(Conflict):
-            second.production.approve_order("po-big")
-    finally:
-        second.close()
+    terms = production.approval_terms(order)
+    subject = "order:po-big"
+    access = run.oem.access
+    refusals = [
+        # approved, but for other terms than the order's (a quota of 49)
+        (approved(run.oem, ORDER_APPROVE, subject, {**terms, "quota": 49}), PolicyViolation, "other terms"),
+        # approved, but to raise the quota, not to approve the order
+        (approved(run.oem, QUOTA_RAISE, subject, {**terms, "new_quota": 60}), PolicyViolation, "quota.raise"),
+        # asked for by a planner, approved by nobody
+        (
+            access.ticket(
+                person(run.oem, "production-planner-0", PLANNER),
+                access.request(
+                    person(run.oem, "production-planner-0", PLANNER), ORDER_APPROVE, subject, terms
+                ).request_id,
+            ),
+            PolicyViolation,
+            "0 valid approval",
+        ),
+    ]
+    for ticket, error, match in refusals:
+        with pytest.raises(error, match=match):
+            production.approve_order("po-big", ticket)
+        assert production.order("po-big").status == "awaiting-approval"
+        assert access.show_request(ticket.request_id).status.value == "pending"  # not spent
+        entry = last_entry(run.oem)
+        assert (entry.action, entry.outcome.value) == ("order.approve", "refused")
+        assert entry.details["request_id"] == ticket.request_id
+
+    ticket = approved(run.oem, ORDER_APPROVE, subject, terms)
+    done = production.approve_order("po-big", ticket)
+    assert (done.status, done.approved_by) == ("approved", "production-planner-1")
+    assert access.show_request(ticket.request_id).status.value == "executed"
+    entry = last_entry(run.oem)
+    assert (entry.action, entry.details["request_id"]) == ("order.approve", ticket.request_id)
+    assert entry.details["approvers"] == ["production-planner-1"]
+    with pytest.raises(Conflict):
+        production.approve_order("po-big", ticket)  # replayed
     with pytest.raises(NotFound):
-        production.approve_order("po-none")
+        production.approve_order("po-none", ticket)
+
+
+def test_a_raised_quota_is_sealed_to_another_station_and_holds(run: Run) -> None:
+    production = run.oem.production
+    run.line1.station.load(seal_for(run.oem, run.line1, "po-1", 6))
+    with pytest.raises(PolicyViolation, match=r"exceeds what order po-1 has left \(0\)"):
+        seal_for(run.oem, run.line2, "po-1", 4)
+    order = production.order("po-1")
+    with pytest.raises(InvalidInput, match="above the current 6"):
+        production.raise_quota(
+            "po-1", 6, approved(run.oem, QUOTA_RAISE, "order:po-1", production.approval_terms(order, 6))
+        )
+    assert production.order("po-1").terms.quota == 6
+    ticket = approved(run.oem, QUOTA_RAISE, "order:po-1", production.approval_terms(order, 10))
+    with pytest.raises(PolicyViolation, match="other terms"):
+        production.raise_quota("po-1", 11, ticket)  # not the raise they approved
+    assert production.raise_quota("po-1", 10, ticket).terms.quota == 10
+    with pytest.raises(InvalidInput, match="above the current 10"):
+        production.raise_quota("po-1", 10, ticket)  # replayed: the quota is 10 already
+    raised = last_entry(run.oem)
+    assert (raised.action, raised.outcome.value) == ("order.raise-quota", "refused")
+
+    run.line2.station.load(seal_for(run.oem, run.line2, "po-1", 4))
+    chips = [run.chip() for _ in range(5)]
+    results = provision(run.line2, "po-1", chips)
+    assert [isinstance(r, Provisioned) for r in results] == [True] * 4 + [False]
+    install(run.line2, results, chips)
+    report = run.oem.reconciler.reconcile(run.line2.station.export())
+    assert report.alerts == []
+    assert report.orders["po-1"]["records"] == 4
 
 
 def test_overproduction_is_flagged_at_reconciliation(run: Run) -> None:
@@ -554,7 +611,7 @@ def test_an_order_needs_a_published_release_of_its_product(run: Run) -> None:
         )
     assert [o.terms.order_id for o in production.orders()] == ["po-1"]
     assert last_entry(run.oem).outcome.value == "refused"
-    run.oem.releases.publish(draft)
+    run.oem.releases.publish(draft, publish_ticket(run.oem, draft))
     assert production.create_order("po-draft", release_id=draft, **order).terms.release_version == "1.1.0"  # type: ignore[arg-type]
 
 

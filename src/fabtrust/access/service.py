@@ -454,6 +454,22 @@ class ApprovalRequest:
         }
 
 
+@dataclass(frozen=True)
+class ApprovalTicket:
+    """What a caller presents to carry out an act gated by an approval: the approved request's id,
+    and the access service that spends it (:meth:`AccessService.spend`) inside the act's own write
+    transaction, so the request is consumed if and only if the act commits."""
+
+    access: AccessService
+    caller: Caller
+    request_id: str
+
+    def spend(
+        self, conn: Connection, action: ApprovalAction, subject: str, parameters: Mapping[str, Any]
+    ) -> ApprovalRequest:
+        return self.access.spend(conn, self, action, subject, parameters)
+
+
 def _opt_time(value: datetime | None) -> str | None:
     return None if value is None else rfc3339(value)
 
@@ -1024,6 +1040,61 @@ class AccessService:
             self._refused(caller, "approval.execute", audit_subject, exc, approval_action=act.value)
             raise
 
+    def ticket(self, caller: Caller, request_id: str) -> ApprovalTicket:
+        """A ticket for ``caller`` to carry out the act that request ``request_id`` approves."""
+        return ApprovalTicket(self, caller, request_id)
+
+    def spend(
+        self,
+        conn: Connection,
+        ticket: ApprovalTicket,
+        action: ApprovalAction,
+        subject: str,
+        parameters: Mapping[str, Any],
+    ) -> ApprovalRequest:
+        """Execute ``ticket``'s request inside the caller's open write transaction ``conn``, for
+        the act a domain service is about to do: ``action`` on ``subject`` with exactly
+        ``parameters`` (what the approvers reviewed; a request for other terms is refused). The
+        ``approval.execute`` entry joins the transaction: if the act rolls back, the request stays
+        pending and nothing is logged as executed. Raises without logging: the act's refusal entry,
+        written by the domain service after its rollback, names the request."""
+        caller, act, rid, subj = self._ticket_terms(ticket, action, subject)
+        row, count = _execute_in(conn, caller, rid, act, subj, self._now())
+        _check_terms(row, subj, parameters)
+        self._log_in(
+            conn,
+            caller,
+            "approval.execute",
+            f"approval:{rid}",
+            approval_action=act.value,
+            approval_subject=subj,
+            approvals=count,
+            threshold=row["threshold"],
+        )
+        return _request_view(conn, _request_row(conn, rid))
+
+    def check_ticket(
+        self, ticket: ApprovalTicket, action: ApprovalAction, subject: str, parameters: Mapping[str, Any]
+    ) -> None:
+        """Raise what :meth:`spend` would raise now, changing nothing: for an act with side effects
+        outside the store (a key imported into the key store) to refuse before making them."""
+        _, act, rid, subj = self._ticket_terms(ticket, action, subject)
+        with self._store.read() as conn:
+            row, _ = _ready(conn, rid, act, subj, self._now())
+            _check_terms(row, subj, parameters)
+
+    def _ticket_terms(
+        self, ticket: ApprovalTicket, action: ApprovalAction, subject: str
+    ) -> tuple[Caller, ApprovalAction, str, str]:
+        if not isinstance(ticket, ApprovalTicket):
+            raise InvalidInput("this act needs an approval: name an approved request")
+        if ticket.access is not self:
+            raise InvalidInput("the approval ticket belongs to another data home")
+        act = parse_action(action)
+        require(ticket.caller.roles, ACTION_PERMISSIONS[act])
+        rid = _check_id("approval request id", ticket.request_id, _HEX32)
+        return ticket.caller, act, rid, _check_subject(subject)
+
     def cancel(self, caller: Caller, request_id: str) -> ApprovalRequest:
         """Withdraw a pending request: its requester, or a security officer."""
         subject = _safe("approval", request_id)
@@ -1463,7 +1534,32 @@ def _count_approvals(conn: Connection, row: Any, now: datetime) -> int:
 def _execute_in(
     conn: Connection, caller: Caller, request_id: str, action: ApprovalAction, subject: str, now: datetime
 ) -> tuple[Any, int]:
-    row = _request_row(conn, request_id, for_update=True)
+    row, count = _ready(conn, request_id, action, subject, now, for_update=True)
+    done = conn.execute(
+        update(acc_approval_requests)
+        .where(
+            acc_approval_requests.c.request_id == request_id,
+            acc_approval_requests.c.status == RequestStatus.PENDING.value,
+        )
+        .values(status=RequestStatus.EXECUTED.value, executed_at=now, executed_by=caller.principal_id)
+    )
+    if done.rowcount != 1:
+        raise Conflict(f"approval request {request_id} was executed meanwhile")
+    return row, count
+
+
+def _ready(
+    conn: Connection,
+    request_id: str,
+    action: ApprovalAction,
+    subject: str,
+    now: datetime,
+    *,
+    for_update: bool = False,
+) -> tuple[Any, int]:
+    """The request row and its valid approvals, if it may be executed now for ``action`` on
+    ``subject``; raises the reason otherwise. Changes nothing."""
+    row = _request_row(conn, request_id, for_update=for_update)
     if row["action"] != action.value or row["subject"] != subject:
         raise PolicyViolation(
             f"approval request {request_id} is for {row['action']} on {row['subject']}, "
@@ -1477,17 +1573,22 @@ def _execute_in(
             f"approval request {request_id} has {count} valid approval(s) by {row['eligible_role']}s; "
             f"{row['threshold']} needed"
         )
-    done = conn.execute(
-        update(acc_approval_requests)
-        .where(
-            acc_approval_requests.c.request_id == request_id,
-            acc_approval_requests.c.status == RequestStatus.PENDING.value,
-        )
-        .values(status=RequestStatus.EXECUTED.value, executed_at=now, executed_by=caller.principal_id)
-    )
-    if done.rowcount != 1:
-        raise Conflict(f"approval request {request_id} was executed meanwhile")
     return row, count
+
+
+def ticket_request_id(ticket: object) -> str | None:
+    """The request id a refused gated act names in its audit entry (the ticket may be malformed
+    or missing itself: then None)."""
+    rid = getattr(ticket, "request_id", None)
+    return rid[:64] if isinstance(rid, str) else None
+
+
+def _check_terms(row: Any, subject: str, parameters: Mapping[str, Any]) -> None:
+    if canonical_json(_parameters(row)) != canonical_json(dict(parameters)):
+        raise PolicyViolation(
+            f"approval request {row['request_id']} approved other terms for {subject} than this "
+            "act's (they changed since): request a new approval"
+        )
 
 
 def _principal(row: Any) -> Principal:
@@ -1568,6 +1669,7 @@ __all__ = [
     "AccessService",
     "Approval",
     "ApprovalRequest",
+    "ApprovalTicket",
     "Caller",
     "Grant",
     "IssuedToken",
@@ -1577,4 +1679,5 @@ __all__ = [
     "Token",
     "parse_principal_id",
     "request_statement",
+    "ticket_request_id",
 ]

@@ -19,12 +19,21 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from rich.table import Table
 
-from fabtrust.cli.context import console, open_home
+from fabtrust.access import ApprovalAction
+from fabtrust.cli.context import console, gated, local_caller, open_home
 from fabtrust.crypto.keys import KeyType
 from fabtrust.errors import Conflict, InvalidInput, NotAuthorised, NotFound
+from fabtrust.home import Home
 from fabtrust.pki import custody
 from fabtrust.pki.revocation import RevocationService
-from fabtrust.pki.service import DEFAULT_BASE_URL, REASONS, make_csr
+from fabtrust.pki.service import (
+    DEFAULT_BASE_URL,
+    REASONS,
+    ROOT_ID,
+    ca_revoke_terms,
+    make_csr,
+    root_restore_terms,
+)
 
 app = typer.Typer(
     help="Certificate authorities: root ceremony, product and issuing CAs.", no_args_is_help=True
@@ -157,23 +166,61 @@ def restore_root(
     backup: Path = typer.Option(..., "--backup", help="root-backup.json from the ceremony."),
     shares: list[Path] = typer.Option(..., "--share", help="A custodian share file (repeat)."),
     root_cert: Path = typer.Option(None, "--root-cert", help="The root certificate (for a home without it)."),
+    approval: str | None = typer.Option(
+        None, "--approval", help="The approved root.restore request (without it: ask for one)."
+    ),
 ) -> None:
-    """Rebuild the root key into this key store from its backup and at least the threshold of shares."""
+    """Rebuild the root key into this key store from its backup and at least the threshold of
+    shares. Needs a root.restore approval (k security officers besides the requester): without
+    --approval, this asks for one (no share is opened) and does nothing else."""
+    if approval is None:
+        with open_home(ctx) as home:
+            gated(
+                home,
+                ApprovalAction.ROOT_RESTORE,
+                "ca:root",
+                root_restore_terms(_root_for_restore(home, root_cert)),
+                None,
+                again="fabtrust ca restore-root --backup ... --share ...",
+            )
+        return
     opened = []
     for path in shares:
         document = _read(path, "share")
         # the variable is numbered as at the ceremony: custodian n holds share index n
         custodian, index, _fp = custody.share_fingerprints(document)
         opened.append(custody.open_share(document, _custodian_passphrase(index, custodian, confirm=False)))
-    cert = None
-    if root_cert is not None:
-        try:
-            cert = x509.load_pem_x509_certificate(_read(root_cert, "root certificate"))
-        except ValueError:
-            raise InvalidInput(f"{root_cert} is not a PEM certificate") from None
+    cert = _load_root_cert(root_cert)
     with open_home(ctx) as home:
-        record = home.pki.restore_root(_read(backup, "backup"), opened, root_certificate=cert)
+        record = home.pki.restore_root(
+            _read(backup, "backup"),
+            opened,
+            root_certificate=cert,
+            approval=home.access.ticket(local_caller(home), approval),
+        )
         console.print(f"root key restored into {record.key_uri} from {len(opened)} shares")
+
+
+def _load_root_cert(path: Path | None) -> x509.Certificate | None:
+    if path is None:
+        return None
+    try:
+        return x509.load_pem_x509_certificate(_read(path, "root certificate"))
+    except ValueError:
+        raise InvalidInput(f"{path} is not a PEM certificate") from None
+
+
+def _root_for_restore(home: Home, path: Path | None) -> x509.Certificate:
+    """The root a restore brings back: this home's, else the one given with --root-cert."""
+    try:
+        return home.pki.ca(ROOT_ID).certificate
+    except NotFound:
+        cert = _load_root_cert(path)
+        if cert is None:
+            raise InvalidInput(
+                "this data home has no root CA: give the root certificate (--root-cert)"
+            ) from None
+        return cert
 
 
 @app.command("create-product-ca")
@@ -287,11 +334,26 @@ def revoke_ca(
     ctx: typer.Context,
     ca_id: str = typer.Argument(...),
     reason: str = typer.Option(..., "--reason", help=f"RFC 5280 reason: {', '.join(REASONS)}"),
+    approval: str | None = typer.Option(
+        None, "--approval", help="The approved ca.revoke request (without it: ask for one)."
+    ),
 ) -> None:
-    """Revoke a product or issuing CA (it appears on its parent's CRL; it can no longer issue)."""
+    """Revoke a product or issuing CA (it appears on its parent's CRL; it can no longer issue).
+    Needs a ca.revoke approval (k security officers besides the requester) of this CA and reason:
+    without --approval, this asks for one and does nothing else."""
     with open_home(ctx) as home:
-        count = home.pki.revoke(reason=reason, issuing_ca=ca_id)
-        console.print(f"revoked {ca_id}" if count else f"{ca_id} was revoked already")
+        ticket = gated(
+            home,
+            ApprovalAction.CA_REVOKE,
+            f"ca:{ca_id}",
+            ca_revoke_terms(home.pki.ca(ca_id), reason),
+            approval,
+            again=f"fabtrust ca revoke {ca_id} --reason {reason}",
+        )
+        if ticket is None:
+            return
+        home.pki.revoke(reason=reason, issuing_ca=ca_id, approval=ticket)
+        console.print(f"revoked {ca_id}")
 
 
 @app.command("crl")

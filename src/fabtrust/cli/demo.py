@@ -32,6 +32,7 @@ from cryptography.x509.verification import PolicyBuilder, Store
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
+from fabtrust.access import ApprovalAction, ApprovalTicket, Caller, Role
 from fabtrust.cli.context import console, options
 from fabtrust.crypto.canonical import parse_canonical
 from fabtrust.device.agent import DeviceAgent, ReplayingAgent
@@ -51,6 +52,8 @@ CUSTODIANS = 5
 THRESHOLD = 3
 RELEASE_SIGNERS = ("alice", "bob", "carol")
 RELEASE_THRESHOLD = 2
+ADMIN, OFFICER = "ada", "oscar"
+PLANNERS = ("pia", "pete")
 FIRMWARE_BYTES = 32 * 1024  # small: every simulated device decrypts it when it boots
 
 
@@ -91,6 +94,7 @@ class _Demo:
         # afterwards with the read-only commands (log checkpoint, prove, export), which need none.
         self._secrets = {name: secrets.token_urlsafe(24) for name in ("oem", "line1")}
         self.refusals: Counter[str] = Counter()
+        self.people: dict[str, Caller] = {}
 
     def home(self, name: str, actor: str, *, create: bool) -> Home:
         passphrase = self._secrets[name]
@@ -119,6 +123,44 @@ class _Demo:
 
     # -- the story ---------------------------------------------------------------------------------
 
+    def _team(self, oem: Home) -> dict[str, Caller]:
+        """The OEM's people: the first administrator and security officer (bootstrap), then the
+        release signers and production planners, each granted by a role.grant approval (the
+        administrator asks, the security officer approves) and signed in with a token."""
+        access = oem.access
+        admin, officer = access.bootstrap(
+            ADMIN, OFFICER, valid_for=timedelta(days=365), token_ttl=timedelta(days=1)
+        )
+        people = {ADMIN: access.authenticate(admin.token), OFFICER: access.authenticate(officer.token)}
+        ada, oscar = people[ADMIN], people[OFFICER]
+        now = oem.clock()
+        for names, role in ((RELEASE_SIGNERS, Role.RELEASE_SIGNER), (PLANNERS, Role.PRODUCTION_PLANNER)):
+            for name in names:
+                access.create_principal(ada, name, name.title())
+                request = access.request_grant(ada, name, role, now, now + timedelta(days=90))
+                access.approve(oscar, request.request_id, request.digest)
+                access.apply_grant(ada, request.request_id)
+                token = access.issue_token(oscar, name, [role], label="demo", ttl=timedelta(days=1))
+                people[name] = access.authenticate(token.token)
+        console.print(
+            f"   people: {ADMIN} (administrator) and {OFFICER} (security officer) bootstrapped; "
+            f"{', '.join(RELEASE_SIGNERS)} (release signers) and {', '.join(PLANNERS)} (planners) granted "
+            "through approvals, each with a token"
+        )
+        return people
+
+    def _approved(
+        self, oem: Home, action: ApprovalAction, subject: str, terms: dict[str, Any], names: tuple[str, ...]
+    ) -> ApprovalTicket:
+        """The first of ``names`` asks for ``action``; as many of the others as the policy needs
+        approve the exact statement (by its digest); the ticket lets the requester act."""
+        access = oem.access
+        requester, *approvers = (self.people[n] for n in names)
+        request = access.request(requester, action, subject, terms)
+        for approver in approvers[: request.threshold]:
+            access.approve(approver, request.request_id, request.digest)
+        return access.ticket(requester, request.request_id)
+
     def _oem_setup(self, oem: Home) -> SiliconVendor:
         console.print("[bold]1. OEM: root key ceremony[/]")
         custodians = [(f"custodian-{i}", secrets.token_urlsafe(16)) for i in range(1, CUSTODIANS + 1)]
@@ -137,6 +179,7 @@ class _Demo:
             f"   root CA {ceremony.root.certificate.subject.rfc4514_string()}; backup split {THRESHOLD}-of-"
             f"{CUSTODIANS}, shares sealed per custodian in {custody}"
         )
+        self.people = self._team(oem)
         console.print("[bold]2. OEM: product line, accepted silicon vendor, firmware release[/]")
         vendor = SiliconVendor("Trusted Silicon", now=oem.clock() - timedelta(days=1))
         oem.production.create_product(
@@ -158,7 +201,16 @@ class _Demo:
         release = releases.create(PRODUCT, "1.0.0", firmware, 1, "first production release")
         for name in RELEASE_SIGNERS[:RELEASE_THRESHOLD]:
             release = releases.approve(release.release_id, name)
-        release = releases.publish(release.release_id)
+        release = releases.publish(
+            release.release_id,
+            self._approved(
+                oem,
+                ApprovalAction.FIRMWARE_PUBLISH,
+                f"release:{release.release_id}",
+                releases.publish_terms(release.release_id),
+                RELEASE_SIGNERS,
+            ),
+        )
         approvers = ", ".join(a.signer or a.key_id for a in release.approvals if a.status == "valid")
         console.print(
             f"   release {release.release_id}: SBOM (CycloneDX 1.6), approved by {approvers} "
@@ -188,9 +240,12 @@ class _Demo:
             not_after=now + timedelta(days=30),
         )
         if order.status == "awaiting-approval":
-            with self.home("oem", "oem:security-officer", create=False) as officer:
-                officer.production.approve_order(ORDER)
-            console.print("   order above the approval limit: approved by a second person")
+            terms = oem.production.approval_terms(order)
+            ticket = self._approved(oem, ApprovalAction.ORDER_APPROVE, f"order:{ORDER}", terms, PLANNERS)
+            oem.production.approve_order(ORDER, ticket)
+            console.print(
+                f"   order above the approval limit: approved by {PLANNERS[1]}, asked by {PLANNERS[0]}"
+            )
         package = oem.production.seal_package(ORDER, line1.station.issuing_request(ORDER))
         status = line1.station.load(package)
         console.print(

@@ -17,7 +17,8 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from fabtrust.cli.context import console, open_home
+from fabtrust.access import ApprovalAction
+from fabtrust.cli.context import console, gated, open_home
 from fabtrust.cli.station import check_output, print_json, read_document, say, write_document
 from fabtrust.clock import rfc3339
 from fabtrust.crypto.keys import KeyType
@@ -157,11 +158,27 @@ def release_approve(
 
 @release_app.command("publish")
 def release_publish(
-    ctx: typer.Context, release_id: str = typer.Argument(..., metavar="RELEASE", help="The release.")
+    ctx: typer.Context,
+    release_id: str = typer.Argument(..., metavar="RELEASE", help="The release."),
+    approval: str | None = typer.Option(
+        None, "--approval", help="The approved firmware.publish request (without it: ask for one)."
+    ),
 ) -> None:
-    """Check approvals, succession and SBOM; sign and encrypt the MCUboot image; publish."""
+    """Check the signers' approvals, succession and SBOM; sign and encrypt the MCUboot image;
+    publish. Needs a firmware.publish approval (k release signers besides the requester): without
+    --approval, this asks for it and does nothing else."""
     with open_home(ctx) as home:
-        release = home.releases.publish(release_id)
+        ticket = gated(
+            home,
+            ApprovalAction.FIRMWARE_PUBLISH,
+            f"release:{release_id}",
+            home.releases.publish_terms(release_id),
+            approval,
+            again=f"fabtrust firmware release publish {release_id}",
+        )
+        if ticket is None:
+            return
+        release = home.releases.publish(release_id, ticket)
     say(f"release {release_id} published")
     say(f"  image     {release.image_size} bytes, sha256 {release.image_sha256}")
     say(f"  approvals {release.valid_approvals} of {release.threshold}")

@@ -13,7 +13,8 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from fabtrust.cli.context import console, open_home
+from fabtrust.access import ApprovalAction
+from fabtrust.cli.context import console, gated, open_home
 from fabtrust.cli.station import check_output, read_document, say, write_document
 from fabtrust.clock import rfc3339
 from fabtrust.errors import InvalidInput
@@ -65,7 +66,7 @@ def create(
     not_after: str = typer.Option(None, "--not-after", help="Window end, RFC 3339."),
     days: int = typer.Option(None, "--days", min=1, max=3650, help="Window end: this many days from now."),
 ) -> None:
-    """An order; above the approval limit it waits for a second person's `order approve`."""
+    """An order; above the approval limit it waits for an approval (`order approve`)."""
     if (not_after is None) == (days is None):
         raise InvalidInput("give the window's end: --not-after or --days (one of them)")
     now = datetime.now(UTC).replace(microsecond=0)
@@ -84,15 +85,62 @@ def create(
         )
     _print_terms(order)
     if order.status == "awaiting-approval":
-        say(f"  the quota is above the approval limit: a second person runs `order approve {order_id}`")
+        say(f"  the quota is above the approval limit: it needs an approval (`order approve {order_id}`)")
+
+
+_APPROVAL = typer.Option(
+    None,
+    "--approval",
+    help="The approved request to spend (without it, the approval is asked for and nothing else is done).",
+)
 
 
 @app.command("approve")
-def approve(ctx: typer.Context, order_id: str = typer.Argument(...)) -> None:
-    """The second person's approval of an order above the limit (never its creator's)."""
+def approve(
+    ctx: typer.Context, order_id: str = typer.Argument(...), approval: str | None = _APPROVAL
+) -> None:
+    """Approve an order above the approval limit: asks for an order.approve approval of its terms
+    (k production planners besides the requester), then spends it with --approval."""
     with open_home(ctx) as home:
-        order = home.production.approve_order(order_id)
+        order = home.production.order(order_id)
+        ticket = gated(
+            home,
+            ApprovalAction.ORDER_APPROVE,
+            f"order:{order_id}",
+            home.production.approval_terms(order),
+            approval,
+            again=f"fabtrust order approve {order_id}",
+        )
+        if ticket is None:
+            return
+        order = home.production.approve_order(order_id, ticket)
     say(f"order {order_id}: {order.status} by {order.approved_by} (created by {order.created_by})")
+
+
+@app.command("raise-quota")
+def raise_quota(
+    ctx: typer.Context,
+    order_id: str = typer.Argument(...),
+    quota: int = typer.Option(..., "--quota", min=1, help="The order's new quota, all stations together."),
+    approval: str | None = _APPROVAL,
+) -> None:
+    """Raise an approved order's quota: asks for a quota.raise approval (k production planners
+    besides the requester), then spends it with --approval. The added units can be sealed to a
+    station of the order that has no package yet."""
+    with open_home(ctx) as home:
+        order = home.production.order(order_id)
+        ticket = gated(
+            home,
+            ApprovalAction.QUOTA_RAISE,
+            f"order:{order_id}",
+            home.production.approval_terms(order, quota),
+            approval,
+            again=f"fabtrust order raise-quota {order_id} --quota {quota}",
+        )
+        if ticket is None:
+            return
+        order = home.production.raise_quota(order_id, quota, ticket)
+    say(f"order {order_id}: quota {order.terms.quota}")
 
 
 @app.command("seal")

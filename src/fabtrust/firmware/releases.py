@@ -65,6 +65,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, x25519
 from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from fabtrust.access.policy import ApprovalAction
+from fabtrust.access.service import ApprovalTicket, ticket_request_id
 from fabtrust.clock import Clock, rfc3339, system_clock
 from fabtrust.crypto import dsse, hpke
 from fabtrust.crypto.canonical import canonical_json, parse_canonical
@@ -848,9 +850,27 @@ class ReleaseService:
         )
         return release
 
-    def publish(self, release_id: str) -> Release:
-        """Check the approvals, the succession and the SBOM; then sign (firmware key) and encrypt
-        (class key) the MCUboot image, verify it as a device would, and store it."""
+    def publish_terms(self, release_id: str) -> dict[str, Any]:
+        """What the approvers of a release's publication review (a ``firmware.publish`` request on
+        ``release:<id>``), and publishing is held to: the exact release statement the signers
+        signed."""
+        with self._store.read() as conn:
+            row = _release_row(conn, release_id)
+        statement = ReleaseStatement.parse(bytes(row["statement"]))
+        return {
+            "release_id": release_id,
+            "product": statement.product,
+            "version": version_text(statement.version),
+            "security_counter": statement.security_counter,
+            "statement_sha256": _sha256_hex(bytes(row["statement"])),
+        }
+
+    def publish(self, release_id: str, approval: ApprovalTicket) -> Release:
+        """Check the signers' approvals, the succession and the SBOM; then sign (firmware key) and
+        encrypt (class key) the MCUboot image, verify it as a device would, and store it, spending
+        ``approval`` (a ``firmware.publish`` request for :meth:`publish_terms`) in the same
+        transaction. The signers' DSSE signatures are what devices and auditors verify offline;
+        the approval is who in the organisation decided to ship it."""
         subject = f"release:{release_id}"
         try:
             with self._store.read() as conn:
@@ -864,6 +884,8 @@ class ReleaseService:
                 count = self._check_approvals(conn, row, raw_statement)
                 current = _current(conn, product)
                 current_seq = _max_seq(conn, product)
+            terms = self.publish_terms(release_id)
+            approval.access.check_ticket(approval, ApprovalAction.FIRMWARE_PUBLISH, subject, terms)
             check_succession(statement, current)
             body = bytes(row["body"])
             if not hmac.compare_digest(_sha256_hex(body), statement.body_sha256):
@@ -911,6 +933,7 @@ class ReleaseService:
                 if _max_seq(conn, product) != current_seq:
                     raise Conflict(f"another release of {product} was published meanwhile; publish again")
                 self._check_approvals(conn, again, raw_statement)  # signers or policy changed meanwhile
+                request = approval.spend(conn, ApprovalAction.FIRMWARE_PUBLISH, subject, terms)
                 conn.execute(
                     update(fw_releases)
                     .where(fw_releases.c.release_id == release_id)
@@ -928,11 +951,14 @@ class ReleaseService:
             self._refused("release.publish", subject, exc)
             raise exc from None
         except FabtrustError as exc:
-            self._refused("release.publish", subject, exc)
+            self._refused("release.publish", subject, exc, request_id=ticket_request_id(approval))
             raise
         self._log(
             "release.publish",
             subject,
+            request_id=request.request_id,
+            requested_by=request.requested_by,
+            approvers=[a.principal_id for a in request.approvals],
             product=product,
             version=version_text(statement.version),
             security_counter=statement.security_counter,

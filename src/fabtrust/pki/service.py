@@ -32,6 +32,8 @@ from cryptography.hazmat.primitives import serialization
 from sqlalchemy import Connection, RowMapping, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from fabtrust.access.policy import ApprovalAction
+from fabtrust.access.service import ApprovalTicket, ticket_request_id
 from fabtrust.clock import Clock, rfc3339, system_clock
 from fabtrust.crypto import dsse
 from fabtrust.crypto.keys import KeyType, KeyUsage, generate_private_key, key_id, spki_der
@@ -458,9 +460,14 @@ class PkiService:
         *,
         root_certificate: x509.Certificate | None = None,
         base_url: str = DEFAULT_BASE_URL,
+        approval: ApprovalTicket,
     ) -> CaRecord:
-        """Rebuild the root key from its backup and enough custodian shares, into this key store."""
+        """Rebuild the root key from its backup and enough custodian shares, into this key store.
+        Spends ``approval``, a ``root.restore`` request (k security officers) for this root's key
+        fingerprint (:func:`root_restore_terms`)."""
         self._chain_cache.clear()
+        subject = f"ca:{ROOT_ID}"
+        info: KeyInfo | None = None
         try:
             pkcs8 = custody.recover_private_key(backup, shares)
             private = serialization.load_der_private_key(pkcs8, password=None)
@@ -473,26 +480,40 @@ class PkiService:
                 raise InvalidInput("this data home has no root CA: give the root certificate to restore it")
             if fingerprint(cert) != root_fp:
                 raise PolicyViolation("the restored key does not belong to the root certificate")
+            terms = root_restore_terms(cert)
+            # refused before the key enters the key store; spent below with the store's change
+            approval.access.check_ticket(approval, ApprovalAction.ROOT_RESTORE, subject, terms)
             key_type = KeyType(custody_key_type(backup))
             label = f"root-ca-restored-{secrets.token_hex(4)}"
             info = importer(self._keystore).import_private_key(label, key_type, KeyUsage.SIGN, pkcs8)
             del pkcs8, private
+            with self._store.write() as conn:
+                request = approval.spend(conn, ApprovalAction.ROOT_RESTORE, subject, terms)
+                if existing is None:
+                    self._insert_ca(
+                        conn, ROOT_ID, "root-ca", None, self.profiles.get("root-ca"), info.uri, cert, base_url
+                    )
+                else:
+                    conn.execute(update(pki_cas).where(pki_cas.c.ca_id == ROOT_ID).values(key_uri=info.uri))
         except FabtrustError as exc:
-            self._refusal("ca.restore-root", ROOT_ID, exc, shares=len(shares))
+            if info is not None:  # imported, then the approval or the store refused: take it out again
+                self._keystore.destroy(info.uri)
+            self._refusal(
+                "ca.restore-root",
+                ROOT_ID,
+                exc,
+                shares=len(shares),
+                request_id=ticket_request_id(approval),
+            )
             raise
-        with self._store.write() as conn:
-            if existing is None:
-                self._insert_ca(
-                    conn, ROOT_ID, "root-ca", None, self.profiles.get("root-ca"), info.uri, cert, base_url
-                )
-            else:
-                conn.execute(update(pki_cas).where(pki_cas.c.ca_id == ROOT_ID).values(key_uri=info.uri))
         self._record(
             "ca.restore-root",
             ROOT_ID,
             fingerprint=root_fp,
             key_id=info.key_id,
             custodians=sorted(s.custodian for s in shares),
+            request_id=request.request_id,
+            approvers=[a.principal_id for a in request.approvals],
         )
         return self.ca(ROOT_ID)
 
@@ -1090,8 +1111,11 @@ class PkiService:
         device_serial: str | None = None,
         order_id: str | None = None,
         issuing_ca: str | None = None,
+        approval: ApprovalTicket | None = None,
     ) -> int:
-        """Revoke by serial (with its CA), device serial, production order or issuing CA.
+        """Revoke by serial (with its CA), device serial, production order or CA (``issuing_ca``:
+        a product or issuing CA, which spends ``approval``, a ``ca.revoke`` request of k security
+        officers for this CA and reason, :func:`ca_revoke_terms`).
 
         Returns how many certificates (or CAs) changed; revoking what is revoked already counts
         nothing and is not an error.
@@ -1102,38 +1126,65 @@ class PkiService:
         chosen = [x for x in (serial, device_serial, order_id, issuing_ca) if x is not None]
         if len(chosen) != 1 or (serial is not None and ca_id is None):
             raise InvalidInput("revoke one thing: --serial with --ca, --device, --order or --issuing-ca")
+        if issuing_ca is not None:
+            return self._revoke_ca(issuing_ca, reason, approval)
         now = self._clock()
+        query = update(pki_certs).where(pki_certs.c.status == "good")
+        if serial is not None:
+            query = query.where(pki_certs.c.ca_id == ca_id, pki_certs.c.serial == serial.lower().lstrip("0"))
+            what = f"cert:{ca_id}:{serial}"
+        elif device_serial is not None:
+            query = query.where(pki_certs.c.device_serial == device_serial)
+            what = f"device:{device_serial}"
+        else:
+            query = query.where(pki_certs.c.order_id == order_id)
+            what = f"order:{order_id}"
         with self._store.write() as conn:
-            if issuing_ca is not None:
-                record = self.ca(issuing_ca)
-                if record.kind == "root-ca":
-                    raise PolicyViolation("the root cannot be revoked; retire it with a new ceremony")
-                changed = conn.execute(
-                    update(pki_cas)
-                    .where(pki_cas.c.ca_id == issuing_ca, pki_cas.c.status == "active")
-                    .values(status="revoked", revoked_at=now, revocation_reason=reason)
-                ).rowcount
-                what = f"ca:{issuing_ca}"
-            else:
-                query = update(pki_certs).where(pki_certs.c.status == "good")
-                if serial is not None:
-                    query = query.where(
-                        pki_certs.c.ca_id == ca_id, pki_certs.c.serial == serial.lower().lstrip("0")
-                    )
-                    what = f"cert:{ca_id}:{serial}"
-                elif device_serial is not None:
-                    query = query.where(pki_certs.c.device_serial == device_serial)
-                    what = f"device:{device_serial}"
-                else:
-                    query = query.where(pki_certs.c.order_id == order_id)
-                    what = f"order:{order_id}"
-                changed = conn.execute(
-                    query.values(status="revoked", revoked_at=now, revocation_reason=reason)
-                ).rowcount
-        if changed == 0 and (serial is not None or device_serial is not None or issuing_ca is not None):
+            changed = conn.execute(
+                query.values(status="revoked", revoked_at=now, revocation_reason=reason)
+            ).rowcount
+        if changed == 0 and (serial is not None or device_serial is not None):
             self._check_exists(ca_id, serial, device_serial)
         self._record("cert.revoke", what, reason=reason, count=changed)
         return int(changed)
+
+    def _revoke_ca(self, ca_id: str, reason: str, approval: ApprovalTicket | None) -> int:
+        subject = f"ca:{ca_id}"
+        try:
+            record = self.ca(ca_id)
+            if record.kind == "root-ca":
+                raise PolicyViolation("the root cannot be revoked; retire it with a new ceremony")
+            if approval is None:
+                raise PolicyViolation(
+                    f"revoking CA {ca_id} needs an approved ca.revoke request (k-of-n security officers)"
+                )
+            with self._store.write() as conn:
+                request = approval.spend(
+                    conn, ApprovalAction.CA_REVOKE, subject, ca_revoke_terms(record, reason)
+                )
+                changed = conn.execute(
+                    update(pki_cas)
+                    .where(pki_cas.c.ca_id == ca_id, pki_cas.c.status == "active")
+                    .values(status="revoked", revoked_at=self._clock(), revocation_reason=reason)
+                ).rowcount
+                if changed != 1:
+                    raise Conflict(f"CA {ca_id} is {record.status} already")
+        except FabtrustError as exc:
+            self._refusal(
+                "ca.revoke", subject, exc, revocation_reason=reason, request_id=ticket_request_id(approval)
+            )
+            raise
+        self._chain_cache.clear()
+        self._record(
+            "ca.revoke",
+            subject,
+            reason=reason,
+            fingerprint=fingerprint(record.certificate),
+            request_id=request.request_id,
+            requested_by=request.requested_by,
+            approvers=[a.principal_id for a in request.approvals],
+        )
+        return 1
 
     def _check_exists(self, ca_id: str | None, serial: str | None, device_serial: str | None) -> None:
         with self._store.read() as conn:
@@ -1151,6 +1202,16 @@ class PkiService:
                 return
         if found is None:
             raise NotFound("no such certificate")
+
+
+def ca_revoke_terms(record: CaRecord, reason: str) -> dict[str, Any]:
+    """What the approvers of a CA's revocation review, and the revocation is held to."""
+    return {"ca_id": record.ca_id, "fingerprint": fingerprint(record.certificate), "reason": reason}
+
+
+def root_restore_terms(root: x509.Certificate) -> dict[str, Any]:
+    """What the approvers of a root restore review: which root key comes back."""
+    return {"ca_id": ROOT_ID, "fingerprint": fingerprint(root)}
 
 
 def custody_key_type(backup: bytes) -> str:

@@ -2,8 +2,9 @@
 for a published firmware release (:mod:`fabtrust.firmware.releases`), and production packages sealed
 to one station, carrying that release's encrypted image and the product's image decryption key.
 
-Every act and every refusal is an audit entry. Orders above the approval limit need a second
-person (the ad-hoc two-person rule here becomes issue 6's general k-of-n approvals).
+Every act and every refusal is an audit entry. Approving an order above the approval limit and
+raising a quota each spend a k-of-n approval (:class:`fabtrust.access.ApprovalTicket`) bound to the
+exact terms the approvers reviewed.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, x25519
 from sqlalchemy import insert, select, update
 
-from fabtrust.clock import Clock, system_clock
+from fabtrust.access.policy import ApprovalAction
+from fabtrust.access.service import ApprovalTicket, ticket_request_id
+from fabtrust.clock import Clock, rfc3339, system_clock
 from fabtrust.crypto import dsse, hpke
 from fabtrust.crypto.canonical import canonical_json, parse_canonical
 from fabtrust.crypto.encoding import b64, unb64
@@ -304,8 +307,8 @@ class ProductionService:
         not_before: datetime,
         not_after: datetime,
     ) -> Order:
-        """An order for a published release of the product; above the approval limit it waits for a
-        second person's approval."""
+        """An order for a published release of the product; above the approval limit it waits for
+        an approval (:meth:`approve_order`)."""
         subject = f"order:{order_id}"
         try:
             check_name(order_id, "order id")
@@ -369,27 +372,109 @@ class ProductionService:
         )
         return self.order(order_id)
 
-    def approve_order(self, order_id: str) -> Order:
-        """The second person's approval of an order above the limit (never its creator's)."""
+    @staticmethod
+    def approval_terms(order: Order, new_quota: int | None = None) -> dict[str, Any]:
+        """What the approvers of an act on ``order`` review and the act is held to: the order's
+        terms for ``order.approve``; with ``new_quota``, the raise for ``quota.raise``."""
+        t = order.terms
+        terms: dict[str, Any] = {
+            "order_id": t.order_id,
+            "product": t.product,
+            "release": t.release_id,
+            "stations": list(t.stations),
+            "quota": t.quota,
+            "not_before": rfc3339(t.not_before),
+            "not_after": rfc3339(t.not_after),
+        }
+        if new_quota is not None:
+            terms["new_quota"] = new_quota
+        return terms
+
+    def approve_order(self, order_id: str, approval: ApprovalTicket) -> Order:
+        """Approve an order above the approval limit by spending an executed-once ``order.approve``
+        request (k planners besides the requester) for exactly its terms."""
         subject = f"order:{order_id}"
         try:
             order = self.order(order_id)
             if order.status != "awaiting-approval":
                 raise Conflict(f"order {order_id} is {order.status}, not awaiting approval")
-            if order.created_by == self._actor:
-                raise PolicyViolation("an order needs the approval of a second person, not its creator")
             with self._store.write() as conn:
+                request = approval.spend(
+                    conn, ApprovalAction.ORDER_APPROVE, subject, self.approval_terms(order)
+                )
+                approvers = ",".join(a.principal_id for a in request.approvals)
                 done = conn.execute(
                     update(prod_orders)
                     .where(prod_orders.c.order_id == order_id, prod_orders.c.status == "awaiting-approval")
-                    .values(status="approved", approved_by=self._actor)
+                    .values(status="approved", approved_by=approvers[:128])
                 )
                 if done.rowcount != 1:
                     raise Conflict(f"order {order_id} was approved meanwhile")
         except FabtrustError as exc:
-            self._refused("order.approve", subject, exc)
+            self._refused("order.approve", subject, exc, request_id=ticket_request_id(approval))
             raise
-        self._log("order.approve", subject, created_by=order.created_by)
+        self._log(
+            "order.approve",
+            subject,
+            created_by=order.created_by,
+            request_id=request.request_id,
+            requested_by=request.requested_by,
+            approvers=[a.principal_id for a in request.approvals],
+        )
+        return self.order(order_id)
+
+    def raise_quota(self, order_id: str, new_quota: int, approval: ApprovalTicket) -> Order:
+        """Raise an approved order's quota by spending a ``quota.raise`` request for exactly this
+        raise. The added units can then be sealed to a station of the order that has no package
+        yet; a loaded package's station quota never changes."""
+        subject = f"order:{order_id}"
+        try:
+            order = self.order(order_id)
+            if order.status != "approved":
+                raise PolicyViolation(
+                    f"order {order_id} is {order.status}: only an approved order's quota rises"
+                )
+            if isinstance(new_quota, bool) or not isinstance(new_quota, int):
+                raise InvalidInput("a quota is an integer")
+            if not order.terms.quota < new_quota <= MAX_QUOTA:
+                raise InvalidInput(
+                    f"the new quota must be above the current {order.terms.quota} and at most {MAX_QUOTA}"
+                )
+            if self._clock() > order.terms.not_after:
+                raise PolicyViolation(f"order {order_id} has ended")
+            with self._store.write() as conn:
+                request = approval.spend(
+                    conn, ApprovalAction.QUOTA_RAISE, subject, self.approval_terms(order, new_quota)
+                )
+                done = conn.execute(
+                    update(prod_orders)
+                    .where(
+                        prod_orders.c.order_id == order_id,
+                        prod_orders.c.status == "approved",
+                        prod_orders.c.quota == order.terms.quota,
+                    )
+                    .values(quota=new_quota)
+                )
+                if done.rowcount != 1:
+                    raise Conflict(f"order {order_id} changed meanwhile")
+        except FabtrustError as exc:
+            self._refused(
+                "order.raise-quota",
+                subject,
+                exc,
+                request_id=ticket_request_id(approval),
+                new_quota=new_quota if isinstance(new_quota, int) else None,
+            )
+            raise
+        self._log(
+            "order.raise-quota",
+            subject,
+            quota=order.terms.quota,
+            new_quota=new_quota,
+            request_id=request.request_id,
+            requested_by=request.requested_by,
+            approvers=[a.principal_id for a in request.approvals],
+        )
         return self.order(order_id)
 
     def order(self, order_id: str) -> Order:
