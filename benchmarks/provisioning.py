@@ -36,6 +36,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from _common import console, parser, percentile, report, row
+from fabtrust.access import ApprovalAction
+from fabtrust.cli.demo import RELEASE_SIGNERS, approved_by, demo_team
 from fabtrust.crypto import hpke
 from fabtrust.crypto.canonical import canonical_json
 from fabtrust.crypto.keys import KeyType, KeyUsage, verify_signature
@@ -103,7 +105,11 @@ def setup(workdir: Path, name: str, keystore: str, pin: str, quota: int) -> tupl
     release = releases.create("widget", "1.0.0", b"firmware" * 4096, 1, "bench release").release_id
     for signer in ("alice", "bob"):
         releases.approve(release, signer)
-    releases.publish(release)
+    people = demo_team(oem)  # publishing spends a firmware.publish approval by release signers
+    subject, terms = f"release:{release}", releases.publish_terms(release)
+    releases.publish(
+        release, approved_by(oem, people, ApprovalAction.FIRMWARE_PUBLISH, subject, terms, RELEASE_SIGNERS)
+    )
     request = station.station.enroll("line1", organization="Acme")
     station.station.install_certificate(oem.production.certify_station(request, organization="Acme"))
     oem.production.create_order(

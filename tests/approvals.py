@@ -5,7 +5,8 @@ ticket here went through the same checks as one given over the API."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
 from weakref import WeakKeyDictionary
@@ -15,6 +16,7 @@ from cryptography import x509
 from fabtrust.access import ApprovalAction, ApprovalTicket, Caller, Role
 from fabtrust.home import Home
 from fabtrust.pki.service import ca_revoke_terms, root_restore_terms
+from tests.cli.result import Result
 
 YEAR = timedelta(days=365)
 MONTH = timedelta(days=30)
@@ -110,3 +112,36 @@ def revoke_ca(home: Home, ca_id: str, reason: str) -> int:
 def restore_ticket(home: Home, root: x509.Certificate) -> ApprovalTicket:
     """A root.restore approval, in ``home``, to bring back the key of ``root``."""
     return approved(home, ApprovalAction.ROOT_RESTORE, "ca:root", root_restore_terms(root))
+
+
+_ASKED = re.compile(r"^approval request ([0-9a-f]{32}):", re.MULTILINE)
+
+
+def request_in(output: str) -> str:
+    """The id of the approval request a CLI command asked for (its first output line)."""
+    found = _ASKED.search(output)
+    assert found is not None, f"no approval request in {output!r}"
+    return found.group(1)
+
+
+def approve_request(home: Home, request_id: str) -> None:
+    """As many approvals as the pending request needs, by holders of its eligible role other than
+    its requester, each approving the digest of the statement they were shown."""
+    access = home.access
+    request = access.show_request(request_id)
+    role, given, n = request.eligible_role, 0, 1
+    while given < request.threshold:
+        approver = person(home, f"{role.value}-{n}", role)
+        n += 1
+        if approver.principal_id != request.requested_by:
+            access.approve(approver, request_id, request.digest)
+            given += 1
+
+
+def through_approval(invoke: Callable[..., Result], open_home: Callable[[], Home], *args: object) -> Result:
+    """Run a gated CLI command as a team would: once without ``--approval`` (it asks for one),
+    the approvers approve, then again with ``--approval``; returns the second run."""
+    request_id = request_in(invoke(*args).ok().out)
+    with open_home() as home:
+        approve_request(home, request_id)
+    return invoke(*args, "--approval", request_id)

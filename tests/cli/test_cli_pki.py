@@ -30,6 +30,7 @@ from fabtrust.crypto.keys import key_id, spki_der
 from fabtrust.home import Home
 from fabtrust.pki.service import CEREMONY_TYPE
 from fabtrust.tlog.audit import AuditEntry
+from tests.approvals import approve_request, request_in, through_approval
 from tests.cli.result import Result, environment, run_in_process
 
 PASSPHRASE = "keystore-passphrase-for-cli"
@@ -183,6 +184,12 @@ def flow(tmp_path_factory: pytest.TempPathFactory) -> Flow:
             "--serial",
             format(cert.serial_number, "x"),
         ).ok()
+        # the blank home's officers approve restoring the ceremony's root (tests spend it or not)
+        asked = invoke(*restore(*SHARE[:3], approval=False)(d)).ok()
+        request_id = request_in(asked.out)
+        with Home.open(d / "blank", passphrase=lambda: PASSPHRASE, pin=never) as blank:
+            approve_request(blank, request_id)
+        (d / RESTORE_APPROVAL).write_text(request_id)
     return Flow(d, results, format(cert.serial_number, "x"))
 
 
@@ -282,12 +289,12 @@ def test_cert_revoke_then_show(work: Flow) -> None:
 
 def test_a_revoked_issuing_ca_issues_no_more(work: Flow) -> None:
     station = work.station
-    assert (
-        invoke("--home", station, "ca", "revoke", ISSUING, "--reason", "cessationOfOperation")
-        .ok()
-        .out.strip()
-        == f"revoked {ISSUING}"
+    revoked = through_approval(
+        invoke,
+        lambda: Home.open(station, passphrase=lambda: PASSPHRASE, pin=never),
+        *("--home", station, "ca", "revoke", ISSUING, "--reason", "cessationOfOperation"),
     )
+    assert revoked.ok().out.strip() == f"revoked {ISSUING}"
     (work.dir / "x.csr").write_bytes(csr_pem())
     before = pki_state(station)
     invoke(*issue(serial="SN-2")(work.dir)).refused(f"issuer {ISSUING} is revoked")
@@ -330,11 +337,16 @@ def cmd(home: str, *args: object) -> Args:
 
 
 SHARE = [P(f"ceremony/share-custodian-{n}.json") for n in range(1, 6)]
+RESTORE_APPROVAL = "restore-approval.txt"
 BACKUP = ("--backup", P("ceremony/root-backup.json"), "--root-cert", P("ceremony/root-ca.pem"))
 
 
-def restore(*shares: P) -> Args:
-    return cmd("blank", "ca", "restore-root", *BACKUP, *(a for s in shares for a in ("--share", s)))
+def restore(*shares: P, approval: bool = True) -> Args:
+    """``ca restore-root`` on the blank home; with the root.restore approval the flow prepared."""
+    args = cmd("blank", "ca", "restore-root", *BACKUP, *(a for s in shares for a in ("--share", s)))
+    if not approval:
+        return args
+    return lambda d: [*args(d), "--approval", (d / RESTORE_APPROVAL).read_text()]
 
 
 def issue(*extra: object, serial: str = "SN-9", host: str = DOMAIN) -> Args:
@@ -492,6 +504,8 @@ CASES = [
             "--backup",
             P("ceremony/root-backup.json"),
             *(a for s in SHARE[:3] for a in ("--share", s)),
+            "--approval",
+            "0" * 32,
         ),
         "give the root certificate",
         "blank",

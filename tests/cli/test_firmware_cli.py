@@ -23,6 +23,7 @@ from fabtrust.device.vendor import SiliconVendor
 from fabtrust.firmware.image import ImageVersion, verify_image
 from fabtrust.home import Home
 from fabtrust.tlog.audit import AuditEntry, Outcome
+from tests.approvals import through_approval
 from tests.cli.result import Result, environment, run_in_process
 
 PASSPHRASE = "firmware-cli-keystore-passphrase"
@@ -32,6 +33,18 @@ BODY = b"\x00\x20\x00\x20firmware for the CLI test " * 200
 
 def invoke(home: Path, *args: object) -> Result:
     return run_in_process(("--home", home, *args), (PASSPHRASE,))
+
+
+def publish(home: Path, release_id: str) -> Result:
+    """``firmware release publish``: asked for, approved by the release signers, then spent."""
+    return through_approval(
+        lambda *args: invoke(home, *args),
+        lambda: Home.open(home, passphrase=lambda: PASSPHRASE, pin=never),
+        "firmware",
+        "release",
+        "publish",
+        release_id,
+    )
 
 
 def never() -> str:
@@ -117,7 +130,7 @@ def test_the_release_flow_through_the_cli(oem: Path, tmp_path: Path) -> None:
 
         invoke(oem, "firmware", "release", "approve", "widget-1.0.0", "--signer", "alice").ok()
         before = listing(oem)
-        invoke(oem, "firmware", "release", "publish", "widget-1.0.0").refused("1 approval(s)", "2 needed")
+        publish(oem, "widget-1.0.0").refused("1 approval(s)", "2 needed")
         invoke(oem, "firmware", "release", "approve", "widget-1.0.0", "--signer", "alice").refused(
             "alice has approved release widget-1.0.0 already"
         )
@@ -131,7 +144,7 @@ def test_the_release_flow_through_the_cli(oem: Path, tmp_path: Path) -> None:
 
         out = invoke(oem, "firmware", "release", "approve", "widget-1.0.0", "--signer", "carol").ok().out
         assert "2 of 2 (approved)" in out
-        published = invoke(oem, "firmware", "release", "publish", "widget-1.0.0").ok().out
+        published = publish(oem, "widget-1.0.0").ok().out
         assert "release widget-1.0.0 published" in published
 
         # rollback rules at the CLI: an older version needs --rollback

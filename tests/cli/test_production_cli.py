@@ -32,6 +32,7 @@ from fabtrust.device.vendor import SiliconVendor
 from fabtrust.home import Home
 from fabtrust.production.station import Provisioned
 from fabtrust.tlog.audit import AuditEntry
+from tests.approvals import approve_request, request_in, through_approval
 from tests.cli.result import Result, environment, run_in_process
 
 PASSPHRASE = "production-cli-keystore-passphrase"
@@ -62,6 +63,10 @@ def rows(home: Path, query: str) -> list[tuple[Any, ...]]:
 def last_entry(home: Path) -> AuditEntry:
     with Home.open(home, passphrase=never, pin=never) as h:
         return AuditEntry.parse(h.log.entries(h.log.size() - 1, h.log.size())[0])
+
+
+def open_oem(home: Path) -> Home:
+    return Home.open(home, passphrase=lambda: PASSPHRASE, pin=never)
 
 
 def provision(station: Path, order: str, chips: list[SecureElement]) -> list[Provisioned | Exception]:
@@ -235,7 +240,10 @@ def flow(tmp_path_factory: pytest.TempPathFactory) -> Flow:
     ]
     with environment(ENV):
         for name, args in steps:
-            f.results[name] = invoke(*args).ok()
+            if name == "publish":  # asks for a firmware.publish approval, then spends it
+                f.results[name] = through_approval(invoke, lambda: open_oem(f.oem), *args).ok()
+            else:
+                f.results[name] = invoke(*args).ok()
         assert all(isinstance(r, Provisioned) for r in provision(f.line1, "po-1", f.chips))
         f.results["status"] = invoke(*line1, "station", "status").ok()
         f.results["status-json"] = invoke(*line1, "station", "status", "--json").ok()
@@ -549,7 +557,7 @@ def test_a_clone_at_a_second_station_is_an_alert_not_a_failure(work: Flow) -> No
     assert work.chips[0].uid in report.out
 
 
-def test_order_approval_needs_a_second_person(work: Flow, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_order_above_the_limit_is_approved_through_an_approval(work: Flow) -> None:
     oem = ("--home", work.oem)
     created = invoke(
         *oem,
@@ -571,12 +579,25 @@ def test_order_approval_needs_a_second_person(work: Flow, monkeypatch: pytest.Mo
     ).ok()
     assert created.out.startswith("order po-big: awaiting-approval\n")
     assert "window    2029-12-31T22:00:00Z .. 2099-01-01T00:00:00Z" in created.out
-    invoke(*oem, "order", "approve", "po-big").refused("second person")
-    monkeypatch.setenv("LOGNAME", "security-officer")
-    monkeypatch.setenv("USER", "security-officer")
-    approved = invoke(*oem, "order", "approve", "po-big").ok()
-    assert approved.out.startswith("order po-big: approved by keystore-holder:security-officer@")
-    invoke(*oem, "order", "approve", "po-big").refused("not awaiting approval")
+    asked = invoke(*oem, "order", "approve", "po-big").ok().out
+    request_id = request_in(asked)
+    assert "1 production-planner(s) besides the requester must approve" in asked
+    assert f"fabtrust access approve {request_id} --digest " in asked
+    # not approved yet: refused, the order waits, the request stays pending
+    invoke(*oem, "order", "approve", "po-big", "--approval", request_id).refused("0 valid approval(s)")
+    invoke(*oem, "order", "approve", "po-big", "--approval", "f" * 32).refused("no approval request")
+    with open_oem(work.oem) as home:
+        assert home.production.order("po-big").status == "awaiting-approval"
+        approve_request(home, request_id)
+    approved = invoke(*oem, "order", "approve", "po-big", "--approval", request_id).ok()
+    assert approved.out.startswith(
+        "order po-big: approved by production-planner-1 (created by keystore-holder:"
+    )
+    invoke(*oem, "order", "approve", "po-big", "--approval", request_id).refused("not awaiting approval")
+    with open_oem(work.oem) as home:
+        request = home.access.show_request(request_id)
+        assert (request.status.value, request.executed_by) == ("executed", request.requested_by)
+        assert request.requested_by.startswith("keystore-holder:")
 
 
 def test_alerts_print_in_red(monkeypatch: pytest.MonkeyPatch) -> None:

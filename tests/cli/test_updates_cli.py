@@ -9,7 +9,7 @@ from pathlib import Path
 
 from fabtrust.home import Home
 from tests.cli.result import environment
-from tests.cli.test_firmware_cli import ENV, invoke, never
+from tests.cli.test_firmware_cli import ENV, invoke, never, publish
 from tests.cli.test_firmware_cli import oem as oem  # the OEM home fixture (explicit re-export)
 from tests.firmware.test_updates import Device, serving
 
@@ -34,7 +34,7 @@ def publish_release(oem: Path, tmp_path: Path) -> None:
     ).ok()
     for name in ("alice", "bob"):
         invoke(oem, "firmware", "release", "approve", "widget-1.0.0", "--signer", name).ok()
-    invoke(oem, "firmware", "release", "publish", "widget-1.0.0").ok()
+    publish(oem, "widget-1.0.0").ok()
 
 
 def status(oem: Path) -> dict[str, object]:

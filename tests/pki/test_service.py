@@ -26,10 +26,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, mldsa, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from sqlalchemy import func, select
 
+from fabtrust.access import ApprovalAction
 from fabtrust.clock import Clock
 from fabtrust.crypto import dsse
 from fabtrust.crypto.keys import KeyType, KeyUsage, key_id, spki_der
-from fabtrust.access import ApprovalAction
 from fabtrust.errors import (
     Conflict,
     FabtrustError,
@@ -42,11 +42,11 @@ from fabtrust.home import Home
 from fabtrust.pki import custody
 from fabtrust.pki.issuance import NameRequest
 from fabtrust.pki.service import CEREMONY_TYPE, Ceremony, ca_revoke_terms, fingerprint, make_csr
+from fabtrust.store.tables import pki_cas, pki_certs
+from fabtrust.tlog.audit import AuditEntry
 from tests.approvals import approved, restore_ticket, revoke_ca
 
 CA_REVOKE = ApprovalAction.CA_REVOKE
-from fabtrust.store.tables import pki_cas, pki_certs
-from fabtrust.tlog.audit import AuditEntry
 
 T0 = datetime(2031, 3, 3, 9, 0, 0, tzinfo=UTC)
 OEM_PASSPHRASE = "oem-keystore-passphrase"

@@ -57,6 +57,46 @@ PLANNERS = ("pia", "pete")
 FIRMWARE_BYTES = 32 * 1024  # small: every simulated device decrypts it when it boots
 
 
+def demo_team(oem: Home) -> dict[str, Caller]:
+    """The OEM's people: the first administrator and security officer (bootstrap), then the
+    release signers and production planners, each granted by a role.grant approval (the
+    administrator asks, the security officer approves) and signed in with a token."""
+    access = oem.access
+    admin, officer = access.bootstrap(
+        ADMIN, OFFICER, valid_for=timedelta(days=365), token_ttl=timedelta(days=1)
+    )
+    people = {ADMIN: access.authenticate(admin.token), OFFICER: access.authenticate(officer.token)}
+    ada, oscar = people[ADMIN], people[OFFICER]
+    now = oem.clock()
+    for names, role in ((RELEASE_SIGNERS, Role.RELEASE_SIGNER), (PLANNERS, Role.PRODUCTION_PLANNER)):
+        for name in names:
+            access.create_principal(ada, name, name.title())
+            request = access.request_grant(ada, name, role, now, now + timedelta(days=90))
+            access.approve(oscar, request.request_id, request.digest)
+            access.apply_grant(ada, request.request_id)
+            token = access.issue_token(oscar, name, [role], label="demo", ttl=timedelta(days=1))
+            people[name] = access.authenticate(token.token)
+    return people
+
+
+def approved_by(
+    oem: Home,
+    people: dict[str, Caller],
+    action: ApprovalAction,
+    subject: str,
+    terms: dict[str, Any],
+    names: tuple[str, ...],
+) -> ApprovalTicket:
+    """The first of ``names`` asks for ``action``; as many of the others as the policy needs
+    approve the exact statement (by its digest); the ticket lets the requester act."""
+    access = oem.access
+    requester, *approvers = (people[n] for n in names)
+    request = access.request(requester, action, subject, terms)
+    for approver in approvers[: request.threshold]:
+        access.approve(approver, request.request_id, request.digest)
+    return access.ticket(requester, request.request_id)
+
+
 class DemoFailed(VerificationFailed):
     """The demo's self-check found something wrong."""
 
@@ -123,44 +163,6 @@ class _Demo:
 
     # -- the story ---------------------------------------------------------------------------------
 
-    def _team(self, oem: Home) -> dict[str, Caller]:
-        """The OEM's people: the first administrator and security officer (bootstrap), then the
-        release signers and production planners, each granted by a role.grant approval (the
-        administrator asks, the security officer approves) and signed in with a token."""
-        access = oem.access
-        admin, officer = access.bootstrap(
-            ADMIN, OFFICER, valid_for=timedelta(days=365), token_ttl=timedelta(days=1)
-        )
-        people = {ADMIN: access.authenticate(admin.token), OFFICER: access.authenticate(officer.token)}
-        ada, oscar = people[ADMIN], people[OFFICER]
-        now = oem.clock()
-        for names, role in ((RELEASE_SIGNERS, Role.RELEASE_SIGNER), (PLANNERS, Role.PRODUCTION_PLANNER)):
-            for name in names:
-                access.create_principal(ada, name, name.title())
-                request = access.request_grant(ada, name, role, now, now + timedelta(days=90))
-                access.approve(oscar, request.request_id, request.digest)
-                access.apply_grant(ada, request.request_id)
-                token = access.issue_token(oscar, name, [role], label="demo", ttl=timedelta(days=1))
-                people[name] = access.authenticate(token.token)
-        console.print(
-            f"   people: {ADMIN} (administrator) and {OFFICER} (security officer) bootstrapped; "
-            f"{', '.join(RELEASE_SIGNERS)} (release signers) and {', '.join(PLANNERS)} (planners) granted "
-            "through approvals, each with a token"
-        )
-        return people
-
-    def _approved(
-        self, oem: Home, action: ApprovalAction, subject: str, terms: dict[str, Any], names: tuple[str, ...]
-    ) -> ApprovalTicket:
-        """The first of ``names`` asks for ``action``; as many of the others as the policy needs
-        approve the exact statement (by its digest); the ticket lets the requester act."""
-        access = oem.access
-        requester, *approvers = (self.people[n] for n in names)
-        request = access.request(requester, action, subject, terms)
-        for approver in approvers[: request.threshold]:
-            access.approve(approver, request.request_id, request.digest)
-        return access.ticket(requester, request.request_id)
-
     def _oem_setup(self, oem: Home) -> SiliconVendor:
         console.print("[bold]1. OEM: root key ceremony[/]")
         custodians = [(f"custodian-{i}", secrets.token_urlsafe(16)) for i in range(1, CUSTODIANS + 1)]
@@ -179,7 +181,12 @@ class _Demo:
             f"   root CA {ceremony.root.certificate.subject.rfc4514_string()}; backup split {THRESHOLD}-of-"
             f"{CUSTODIANS}, shares sealed per custodian in {custody}"
         )
-        self.people = self._team(oem)
+        self.people = demo_team(oem)
+        console.print(
+            f"   people: {ADMIN} (administrator) and {OFFICER} (security officer) bootstrapped; "
+            f"{', '.join(RELEASE_SIGNERS)} (release signers) and {', '.join(PLANNERS)} (planners) granted "
+            "through approvals, each with a token"
+        )
         console.print("[bold]2. OEM: product line, accepted silicon vendor, firmware release[/]")
         vendor = SiliconVendor("Trusted Silicon", now=oem.clock() - timedelta(days=1))
         oem.production.create_product(
@@ -203,8 +210,9 @@ class _Demo:
             release = releases.approve(release.release_id, name)
         release = releases.publish(
             release.release_id,
-            self._approved(
+            approved_by(
                 oem,
+                self.people,
                 ApprovalAction.FIRMWARE_PUBLISH,
                 f"release:{release.release_id}",
                 releases.publish_terms(release.release_id),
@@ -241,7 +249,9 @@ class _Demo:
         )
         if order.status == "awaiting-approval":
             terms = oem.production.approval_terms(order)
-            ticket = self._approved(oem, ApprovalAction.ORDER_APPROVE, f"order:{ORDER}", terms, PLANNERS)
+            ticket = approved_by(
+                oem, self.people, ApprovalAction.ORDER_APPROVE, f"order:{ORDER}", terms, PLANNERS
+            )
             oem.production.approve_order(ORDER, ticket)
             console.print(
                 f"   order above the approval limit: approved by {PLANNERS[1]}, asked by {PLANNERS[0]}"

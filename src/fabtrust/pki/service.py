@@ -1206,6 +1206,8 @@ class PkiService:
 
 def ca_revoke_terms(record: CaRecord, reason: str) -> dict[str, Any]:
     """What the approvers of a CA's revocation review, and the revocation is held to."""
+    if record.kind == "root-ca":
+        raise PolicyViolation("the root cannot be revoked; retire it with a new ceremony")
     return {"ca_id": record.ca_id, "fingerprint": fingerprint(record.certificate), "reason": reason}
 
 
