@@ -44,7 +44,6 @@ from tests.production.line import (
     enroll,
     found_product,
     make_home,
-    never,
     publish,
     published_image,
     seal_for,

@@ -14,6 +14,7 @@ import typer
 
 from fabtrust import __version__
 from fabtrust.cli import (
+    access,
     ca,
     cert,
     demo,
@@ -22,6 +23,7 @@ from fabtrust.cli import (
     init,
     keys,
     log,
+    login,
     order,
     product,
     reconcile,
@@ -87,6 +89,8 @@ app.add_typer(updates.app, name="updates")
 reconcile.register(app)
 serve.register(app)
 demo.register(app)
+login.register(app)
+app.add_typer(access.app, name="access")
 
 
 def _fail(message: str, code: int) -> NoReturn:
