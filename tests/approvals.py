@@ -27,8 +27,12 @@ _SETUP = Caller.local("test-setup")
 
 
 def _signed_in(home: Home, name: str, role: Role) -> Caller:
-    issued = home.access.issue_token(_SETUP, name, [role], label="tests", ttl=MONTH)
-    return home.access.authenticate(issued.token)
+    return home.access.authenticate(token_for(home, name, role))
+
+
+def token_for(home: Home, name: str, role: Role) -> str:
+    """A fresh API token for ``name`` scoped to ``role`` (issued locally, by the test set-up)."""
+    return home.access.issue_token(_SETUP, name, [role], label="tests", ttl=MONTH).token
 
 
 def _founders(home: Home) -> dict[str, Caller]:

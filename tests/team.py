@@ -9,6 +9,7 @@ from datetime import timedelta
 from fabtrust.access import Caller, Role
 from fabtrust.access.policy import PERSON_ROLES
 from fabtrust.home import Home
+from tests.approvals import person, token_for
 
 YEAR = timedelta(days=365)
 MONTH = timedelta(days=30)
@@ -23,8 +24,14 @@ NAMES = {
 
 
 def team_tokens(home: Home) -> dict[Role, str]:
-    """Bootstrap ``home``'s people and return a token per person role."""
+    """Bootstrap ``home``'s people and return a token per person role. A home whose people were
+    set up already (by :mod:`tests.approvals`, for a gated act) gets the same names, and fresh
+    tokens."""
     access = home.access
+    if access.principals():
+        for role in PERSON_ROLES:
+            person(home, NAMES[role], role)
+        return {role: token_for(home, NAMES[role], role) for role in PERSON_ROLES}
     admin, officer = access.bootstrap(
         NAMES[Role.ADMINISTRATOR], NAMES[Role.SECURITY_OFFICER], valid_for=YEAR, token_ttl=MONTH
     )
@@ -32,12 +39,12 @@ def team_tokens(home: Home) -> dict[Role, str]:
     tokens = {Role.ADMINISTRATOR: admin.token, Role.SECURITY_OFFICER: officer.token}
     now = home.clock()
     for role in sorted(PERSON_ROLES - set(tokens)):
-        person = NAMES[role]
-        access.create_principal(ada, person, person.title())
-        request = access.request_grant(ada, person, role, now - timedelta(minutes=1), now + YEAR)
+        name = NAMES[role]
+        access.create_principal(ada, name, name.title())
+        request = access.request_grant(ada, name, role, now - timedelta(minutes=1), now + YEAR)
         access.approve(oscar, request.request_id, request.digest)
         access.apply_grant(ada, request.request_id)
-        issued = access.issue_token(Caller.local("test-setup"), person, [role], label="tests", ttl=MONTH)
+        issued = access.issue_token(Caller.local("test-setup"), name, [role], label="tests", ttl=MONTH)
         tokens[role] = issued.token
     return tokens
 

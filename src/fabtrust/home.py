@@ -14,6 +14,7 @@ Layout::
 from __future__ import annotations
 
 import contextlib
+import copy
 import getpass
 import json
 import os
@@ -183,6 +184,7 @@ class Home:
         self._station: Station | None = None
         self._access: AccessService | None = None
         self._updates: UpdateRepository | None = None
+        self._owner: Home | None = None  # set on a view made by acting_as
 
     # -- opening ---------------------------------------------------------------------------------
 
@@ -316,6 +318,8 @@ class Home:
 
     def keystore(self) -> KeyStore:
         """The key store, opened on first use (asks for the passphrase or PIN then)."""
+        if self._owner is not None:
+            return self._owner.keystore()
         if self._keystore is None:
             self._keystore = _open_keystore(
                 self.path, self.config.keystore, self._passphrase, self._pin, create=False
@@ -403,6 +407,16 @@ class Home:
         if event.reason:
             details["reason"] = event.reason
         self.audit.record(AUDIT_KEY, self.actor, event.operation, event.uri, Outcome(event.outcome), details)
+
+    def acting_as(self, actor: str) -> Home:
+        """This home as ``actor`` (an API caller's principal id): the same store, key store and
+        log, with domain services that record ``actor`` on every act. Not to be closed (the home
+        it came from owns the store and key store); holds no station (one per process)."""
+        view = copy.copy(self)
+        view.actor = actor
+        view._keys = view._pki = view._production = view._station = view._access = view._updates = None
+        view._owner = self._owner or self  # the key store is opened (once) and closed by the owner
+        return view
 
     def log_verifier(self) -> NoteVerifier:
         return NoteVerifier.parse(self.log_vkey())

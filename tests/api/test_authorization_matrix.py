@@ -37,12 +37,12 @@ from fabtrust.access.policy import PERSON_ROLES, Permission
 from fabtrust.api.app import create_app
 from fabtrust.api.auth import GUARD_ATTRIBUTE, own_authentication
 from fabtrust.api.limits import RateLimiter
-from fabtrust.api.routers import access, est, health, log, pki, station, updates
+from fabtrust.api.routers import access, cas, est, firmware, health, log, pki, production, station, updates
 from fabtrust.home import Home
 from tests.production.line import Clock, never
 from tests.team import MONTH, bearer, team_tokens
 
-ROUTERS = (health, log, pki, est, updates, access, station)
+ROUTERS = (health, log, pki, cas, est, updates, production, firmware, access, station)
 ANONYMOUS, EXPIRED_TOKEN, EXPIRED_GRANT = "no credentials", "expired token", "expired grant"
 CALLERS = [ANONYMOUS, *sorted(r.value for r in PERSON_ROLES), EXPIRED_TOKEN, EXPIRED_GRANT]
 DUMMY = "a" * 32  # a well-formed id for most path parameters (hex, and a person's id too)

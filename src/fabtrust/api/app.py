@@ -11,7 +11,7 @@ from fabtrust import __version__
 from fabtrust.api import errors
 from fabtrust.api.deps import Metrics
 from fabtrust.api.limits import RateLimiter
-from fabtrust.api.routers import access, est, health, log, pki, updates
+from fabtrust.api.routers import access, cas, est, firmware, health, log, pki, production, updates
 from fabtrust.api.routers import station as station_api
 from fabtrust.errors import InvalidInput
 from fabtrust.home import Home
@@ -70,6 +70,9 @@ def create_app(
     app.include_router(pki.router)
     app.include_router(est.router)
     app.include_router(updates.router)
+    app.include_router(cas.router)
+    app.include_router(production.router)
+    app.include_router(firmware.router)
     app.include_router(access.router)
     if station:
         app.include_router(station_api.router)

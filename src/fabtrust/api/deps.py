@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from fastapi import Request
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from fabtrust.access.service import Caller
 from fabtrust.home import Home
 
 
@@ -34,3 +35,12 @@ def metrics_of(request: Request) -> Metrics:
     metrics = request.app.state.metrics
     assert isinstance(metrics, Metrics)
     return metrics
+
+
+def acting_home(request: Request, caller: Caller | None = None) -> Home:
+    """The app's home acting as the request's caller (the principal its guard authenticated): the
+    domain services record that principal on every act. Reads may omit ``caller``."""
+    if caller is None:
+        caller = request.state.caller
+    assert isinstance(caller, Caller)
+    return home_of(request).acting_as(caller.principal_id)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -40,7 +42,37 @@ def _error(
     )
 
 
+_FASTAPI_VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError")
+
+
+def _document_validation_errors(app: FastAPI) -> None:
+    """FastAPI documents a 422 ``HTTPValidationError`` for every route with parameters or a body;
+    this app answers a request that fails validation with 400 and the error shape (below), which
+    every such route declares. The OpenAPI document drops those 422s (a route's own 422, a rule
+    refusing it, stays) and the schemas only they used."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = generate()
+        for item in schema.get("paths", {}).values():
+            for operation in item.values():
+                responses = operation.get("responses", {}) if isinstance(operation, dict) else {}
+                if "HTTPValidationError" in json.dumps(responses.get("422", {})):
+                    del responses["422"]
+        components = schema.get("components", {}).get("schemas", {})
+        for name in _FASTAPI_VALIDATION_SCHEMAS:
+            if f'/{name}"' not in json.dumps({**schema, "components": {}}):
+                components.pop(name, None)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def install(app: FastAPI) -> None:
+    _document_validation_errors(app)
+
     @app.middleware("http")
     async def assign_request_id(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]

@@ -60,6 +60,45 @@ ERRORS: dict[int | str, dict[str, object]] = {
     503: {"model": ErrorBody, "description": "A backend is unavailable."},
 }
 
+# What the guards (fabtrust.api.auth) answer before a route runs, with the headers they always send.
+_WWW_AUTHENTICATE = {
+    "WWW-Authenticate": {
+        "description": "The authentication scheme to use (RFC 9110 11.6.1).",
+        "required": True,
+        "schema": {"type": "string"},
+    }
+}
+_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds until this client may try again (RFC 6585 4).",
+        "required": True,
+        "schema": {"type": "string", "pattern": "^[0-9]+$"},
+    }
+}
+#: ``public`` and ``own_authentication`` routes: the per-client rate limit.
+RATE_LIMITED: dict[int | str, dict[str, object]] = {
+    429: {
+        "model": ErrorBody,
+        "description": "Too many requests (or failed authentications) from this client.",
+        "headers": _RETRY_AFTER,
+    },
+}
+#: ``requires`` and ``authenticated`` routes: no or bad credentials, no permission, too many failures.
+GUARDED: dict[int | str, dict[str, object]] = {
+    401: {
+        "model": ErrorBody,
+        "description": "No, invalid or expired credentials.",
+        "headers": _WWW_AUTHENTICATE,
+    },
+    403: {
+        "model": ErrorBody,
+        "description": "The caller's roles do not permit this, or its client certificate is unusable.",
+    },
+    **RATE_LIMITED,
+}
+PUBLIC_ERRORS: dict[int | str, dict[str, object]] = {**ERRORS, **RATE_LIMITED}
+GUARDED_ERRORS: dict[int | str, dict[str, object]] = {**ERRORS, **GUARDED}
+
 
 # -- the factory station's line API (/station) ------------------------------------------------------
 # Documents (challenges, genuineness responses, provisioning documents, install receipts) are signed
@@ -169,13 +208,10 @@ Hex64 = Annotated[str, Field(min_length=64, max_length=64, description="SHA-256,
 Hex32 = Annotated[str, Field(min_length=32, max_length=32)]
 
 ACCESS_ERRORS: dict[int | str, dict[str, object]] = {
-    **ERRORS,
-    401: {"model": ErrorBody, "description": "No, invalid or expired credentials (see WWW-Authenticate)."},
-    403: {"model": ErrorBody, "description": "The caller's roles do not permit this."},
+    **GUARDED_ERRORS,
     409: {"model": ErrorBody, "description": "The object's state forbids it (done already, replayed)."},
     413: {"model": ErrorBody, "description": "The body is larger than 64 KiB."},
     422: {"model": ErrorBody, "description": "A rule refuses it (two-person rule, expired, wrong digest)."},
-    429: {"model": ErrorBody, "description": "Too many failed authentications from this client."},
 }
 
 

@@ -35,7 +35,7 @@ from fabtrust.api.auth import (
 )
 from fabtrust.api.deps import home_of
 from fabtrust.api.errors import REQUEST_ID, request_id
-from fabtrust.api.schemas import ERRORS, ErrorBody
+from fabtrust.api.schemas import PUBLIC_ERRORS, ErrorBody
 from fabtrust.errors import FabtrustError, NotAuthorised, PayloadTooLarge
 from fabtrust.pki.est import (
     CERTS_ONLY_TYPE,
@@ -53,7 +53,7 @@ router = APIRouter(prefix="/.well-known/est", tags=["est"])
 log = logging.getLogger("fabtrust.api")
 
 _CERTS_ONLY: dict[int | str, dict[str, Any]] = {
-    **ERRORS,
+    **PUBLIC_ERRORS,
     200: {"content": {CERTS_ONLY_TYPE: {}}, "description": "base64 PKCS#7 certs-only"},
 }
 _ENROLL_ERRORS: dict[int | str, dict[str, Any]] = {

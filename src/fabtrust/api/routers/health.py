@@ -8,12 +8,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from fabtrust.access.policy import Permission
 from fabtrust.api.auth import public, requires
 from fabtrust.api.deps import home_of, metrics_of
-from fabtrust.api.schemas import ERRORS, Health
+from fabtrust.api.schemas import GUARDED, PUBLIC_ERRORS, Health
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", dependencies=[Depends(public)], response_model=Health, responses=ERRORS)
+@router.get("/healthz", dependencies=[Depends(public)], response_model=Health, responses=PUBLIC_ERRORS)
 def healthz(request: Request) -> Health:
     home = home_of(request)
     home.store.ping()
@@ -24,7 +24,7 @@ def healthz(request: Request) -> Health:
     "/metrics",
     dependencies=[Depends(requires(Permission.METRICS_READ))],
     response_class=Response,
-    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
+    responses={**GUARDED, 200: {"content": {CONTENT_TYPE_LATEST: {}}}},
 )
 def metrics(request: Request) -> Response:
     m = metrics_of(request)

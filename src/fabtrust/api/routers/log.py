@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import json
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 
 from fabtrust.access.policy import Permission
 from fabtrust.api.auth import public, requires
 from fabtrust.api.deps import home_of
-from fabtrust.api.schemas import ERRORS, ConsistencyProofDoc, InclusionProofDoc, LogEntries, LogEntry
+from fabtrust.api.schemas import (
+    GUARDED_ERRORS,
+    PUBLIC_ERRORS,
+    ConsistencyProofDoc,
+    InclusionProofDoc,
+    LogEntries,
+    LogEntry,
+)
 from fabtrust.errors import InvalidInput
 from fabtrust.tlog import proofs
 from fabtrust.tlog.log import MAX_ENTRIES_PER_READ
@@ -20,7 +27,17 @@ router = APIRouter(prefix="/log", tags=["log"])
 _MAX_INDEX = 2**62
 
 
-@router.get("/checkpoint", dependencies=[Depends(public)], response_class=PlainTextResponse, responses=ERRORS)
+@router.get(
+    "/checkpoint",
+    dependencies=[Depends(public)],
+    # Response, not PlainTextResponse: the route class's media type would be documented for the
+    # error answers too, which are JSON
+    response_class=Response,
+    responses={
+        **PUBLIC_ERRORS,
+        200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "A signed note."},
+    },
+)
 def checkpoint(request: Request) -> PlainTextResponse:
     """The latest signed checkpoint (C2SP tlog-checkpoint signed note)."""
     note = home_of(request).log.latest_checkpoint().note
@@ -31,7 +48,7 @@ def checkpoint(request: Request) -> PlainTextResponse:
     "/entries",
     dependencies=[Depends(requires(Permission.LOG_READ))],
     response_model=LogEntries,
-    responses=ERRORS,
+    responses=GUARDED_ERRORS,
 )
 def entries(
     request: Request,
@@ -55,7 +72,7 @@ def entries(
     "/proof/inclusion",
     dependencies=[Depends(requires(Permission.LOG_READ))],
     response_model=InclusionProofDoc,
-    responses=ERRORS,
+    responses=GUARDED_ERRORS,
 )
 def inclusion(
     request: Request,
@@ -72,7 +89,7 @@ def inclusion(
     "/proof/consistency",
     dependencies=[Depends(requires(Permission.LOG_READ))],
     response_model=ConsistencyProofDoc,
-    responses=ERRORS,
+    responses=GUARDED_ERRORS,
 )
 def consistency(
     request: Request,

@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 
 from fabtrust.api.auth import public
 from fabtrust.api.deps import home_of
-from fabtrust.api.schemas import ERRORS
+from fabtrust.api.schemas import PUBLIC_ERRORS
 from fabtrust.errors import FabtrustError, InvalidInput, NotFound
 from fabtrust.pki.revocation import (
     CRL_MEDIA_TYPE,
@@ -72,7 +72,7 @@ async def _answer(request: Request, der: bytes) -> Response:
     return _ocsp_response(await run_in_threadpool(service.respond, der))
 
 
-@router.get("/crl/{name}", dependencies=[Depends(public)], response_class=Response, responses=ERRORS)
+@router.get("/crl/{name}", dependencies=[Depends(public)], response_class=Response, responses=PUBLIC_ERRORS)
 async def crl(request: Request, name: str) -> Response:
     """The CA's current CRL, DER: ``<ca-id>.crl`` (full) or ``<ca-id>-delta.crl`` (delta).
 
@@ -89,7 +89,7 @@ async def crl(request: Request, name: str) -> Response:
     return Response(der, media_type=CRL_MEDIA_TYPE)
 
 
-@router.post("/ocsp", dependencies=[Depends(public)], response_class=Response, responses=ERRORS)
+@router.post("/ocsp", dependencies=[Depends(public)], response_class=Response, responses=PUBLIC_ERRORS)
 async def ocsp_post(request: Request) -> Response:
     """RFC 6960 A.1.1: a DER OCSPRequest as the body, an OCSPResponse back."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -101,7 +101,9 @@ async def ocsp_post(request: Request) -> Response:
     return await _answer(request, body)
 
 
-@router.get("/ocsp/{encoded:path}", dependencies=[Depends(public)], response_class=Response, responses=ERRORS)
+@router.get(
+    "/ocsp/{encoded:path}", dependencies=[Depends(public)], response_class=Response, responses=PUBLIC_ERRORS
+)
 async def ocsp_get(request: Request, encoded: str) -> Response:
     """RFC 6960 A.1.1: the base64 of the DER OCSPRequest, URL-encoded, as the last path segment(s)."""
     if len(encoded) > _MAX_GET_PATH:

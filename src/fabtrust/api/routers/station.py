@@ -45,7 +45,7 @@ from fabtrust.api.auth import requires
 from fabtrust.api.bodies import bounded_route
 from fabtrust.api.errors import request_id
 from fabtrust.api.schemas import (
-    ERRORS,
+    GUARDED_ERRORS,
     ChallengeDoc,
     ChallengeRequest,
     ErrorBody,
@@ -80,7 +80,7 @@ IMAGE_MEDIA_TYPE = "application/octet-stream"
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    **ERRORS,
+    **GUARDED_ERRORS,
     409: {"model": ErrorBody, "description": "The order's counter moved during the batch; retry."},
     413: {"model": ErrorBody, "description": f"The body is larger than {MAX_BODY_BYTES} bytes."},
     422: {

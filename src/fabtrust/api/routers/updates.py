@@ -18,7 +18,7 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from fabtrust.api.auth import public
 from fabtrust.api.deps import home_of
-from fabtrust.api.schemas import ERRORS
+from fabtrust.api.schemas import PUBLIC_ERRORS
 
 router = APIRouter(prefix="/updates", tags=["updates"])
 
@@ -31,7 +31,9 @@ def _headers(cache: str) -> dict[str, str]:
     return {"Cache-Control": cache, "X-Content-Type-Options": "nosniff"}
 
 
-@router.get("/metadata/{name}", dependencies=[Depends(public)], response_class=Response, responses=ERRORS)
+@router.get(
+    "/metadata/{name}", dependencies=[Depends(public)], response_class=Response, responses=PUBLIC_ERRORS
+)
 def metadata(request: Request, name: str) -> Response:
     """A TUF metadata file: ``<N>.root.json``, ``timestamp.json``, ``<N>.snapshot.json`` or
     ``<N>.targets.json``."""
@@ -40,7 +42,9 @@ def metadata(request: Request, name: str) -> Response:
     return Response(body, media_type=METADATA_MEDIA_TYPE, headers=_headers(cache))
 
 
-@router.get("/targets/{path:path}", dependencies=[Depends(public)], response_class=Response, responses=ERRORS)
+@router.get(
+    "/targets/{path:path}", dependencies=[Depends(public)], response_class=Response, responses=PUBLIC_ERRORS
+)
 def target(request: Request, path: str) -> Response:
     """A target blob by its hash-prefixed name (``[dir/]<sha256>.<name>``)."""
     body = home_of(request).updates.target(path)
