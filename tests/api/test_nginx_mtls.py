@@ -28,14 +28,10 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import socket
 import ssl
 import subprocess
-import threading
-import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -44,7 +40,6 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-import uvicorn
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -61,27 +56,13 @@ from fabtrust.pki.issuance import NameRequest
 from fabtrust.pki.service import make_csr
 from fabtrust.tlog.audit import AuditEntry
 from tests.fixtures.nginx import PROXY_ADDRESS, Nginx, StartNginx
+from tests.fixtures.serving import serving, tool
 from tests.production.line import CUSTODIANS, DOMAIN, Clock, enroll, make_home
 
 ORDER = "po-1"
 DEVICE_SERIAL = "SN-MTLS-0001"
 PEM = serialization.Encoding.PEM
 REQUEST_ID = re.compile(r"[0-9a-f]{16}")
-
-
-def tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        pytest.fail(
-            f"{name} is not installed; it is the outside client of this test (apt-get install {name})"
-        )
-    return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass(frozen=True)
@@ -160,29 +141,6 @@ def foreign_credential(d: Path, impersonated: x509.Name) -> Credential:
 def ca_bundle(home: Home) -> bytes:
     """Every CA certificate this home holds: what its nginx verifies client chains against."""
     return b"".join(ca.certificate.public_bytes(PEM) for ca in home.pki.cas())
-
-
-@contextmanager
-def uvicorn_serving(app: FastAPI) -> Iterator[int]:
-    """The app on uvicorn in a thread, plain HTTP on a free loopback port, configured as ``fabtrust
-    serve`` runs it (the peer address is never rewritten from X-Forwarded-For)."""
-    port = free_port()
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", access_log=False, proxy_headers=False
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True, name=f"uvicorn-{port}")
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            pytest.fail("uvicorn did not start")
-        time.sleep(0.02)
-    try:
-        yield port
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
 
 
 @dataclass(frozen=True)
@@ -293,7 +251,8 @@ def plant(tmp_path_factory: pytest.TempPathFactory, nginx_proxy: StartNginx) -> 
         for name, home, station in (("oem", oem, False), ("line1", line1, True)):
             (d / f"{name}-bundle.pem").write_bytes(ca_bundle(home))
             app = create_app(home, trusted_proxies=[PROXY_ADDRESS], station=station)
-            port = stack.enter_context(uvicorn_serving(app))
+            # configured as `fabtrust serve` runs it: the peer address is never rewritten from X-Forwarded-For
+            port = stack.enter_context(serving(app, access_log=False, proxy_headers=False))
             nginx = nginx_proxy(upstream_port=port, client_ca=d / f"{name}-bundle.pem")
             backends[name] = Backend(home, app, port, nginx)
         yield Plant(d, backends["oem"], backends["line1"], stations, device, foreign)

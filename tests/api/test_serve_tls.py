@@ -7,7 +7,6 @@ or openssl fails the test: these are the outside clients, and their absence is n
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import ssl
 import subprocess
@@ -23,25 +22,11 @@ import pytest
 from fabtrust.access import Role
 from fabtrust.home import Home
 from fabtrust.tlog.checkpoint import NoteVerifier, open_checkpoint
+from tests.fixtures.serving import free_port, tool
 from tests.team import team_tokens, token_secret
 
 PASSPHRASE = "tls-test-passphrase"
 FABTRUST = Path(sys.executable).with_name("fabtrust")
-
-
-def tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        pytest.fail(
-            f"{name} is not installed; it is the outside client of this test (apt-get install {name})"
-        )
-    return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass(frozen=True)

@@ -23,9 +23,6 @@ authorization and validation; provisioning over HTTP is driven in tests/api/test
 from __future__ import annotations
 
 import re
-import socket
-import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -34,7 +31,6 @@ from typing import Any
 
 import pytest
 import schemathesis
-import uvicorn
 from fastapi import FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
 from hypothesis import HealthCheck, Phase, given, settings
@@ -56,6 +52,7 @@ from fabtrust.api.app import create_app
 from fabtrust.api.auth import GUARD_ATTRIBUTE
 from fabtrust.api.limits import RateLimiter
 from fabtrust.home import Home
+from tests.fixtures.serving import serving
 from tests.team import bearer, team_tokens
 
 CHECKS = [
@@ -94,12 +91,6 @@ schemathesis.serializer.alias("application/pkcs10", "text/plain")
 
 def never() -> str:
     raise AssertionError("asked for a secret")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 Guard = tuple[str, Permission | None]
@@ -167,23 +158,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     with make_home(tmp_path_factory.mktemp("openapi-fuzz") / "home") as home:
         tokens = team_tokens(home)
         app = create_app(home, station=True, rate_limit=GENEROUS)
-        port = free_port()
-        server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-        )
-        thread = threading.Thread(target=server.run, name="uvicorn-fuzz", daemon=True)
-        thread.start()
-        try:
-            deadline = time.monotonic() + 30
-            while not server.started:
-                if not thread.is_alive() or time.monotonic() > deadline:
-                    pytest.fail("the server did not start")
-                time.sleep(0.05)
+        with serving(app, lifespan="off") as port:
             yield Served(f"http://127.0.0.1:{port}", app, tokens, route_guards(app))
-        finally:
-            server.should_exit = True
-            thread.join(timeout=30)
-            assert not thread.is_alive(), "the server did not stop"
 
 
 @pytest.fixture(scope="module")

@@ -12,18 +12,14 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import socket
 import threading
-import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from securesystemslib.signer import Signature, SSlibKey
@@ -59,6 +55,7 @@ from fabtrust.keystore.base import KeyInfo, KeyStore
 from fabtrust.store import tables
 from fabtrust.store.tables import tuf_keys, tuf_metadata, tuf_roles, tuf_targets
 from fabtrust.tlog.audit import AuditEntry
+from tests.fixtures.serving import serving
 from tests.fixtures.softhsm import HsmToken
 
 FIRMWARE = b"\x96\xf3\xb8\x3d" + bytes(range(256)) * 40  # stands in for an MCUboot image
@@ -127,32 +124,6 @@ def setup(tmp_path: Path) -> Iterator[Setup]:
     s.home.close()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def serving(home: Home) -> Iterator[int]:
-    """The app on uvicorn in a thread, plain HTTP on a free loopback port."""
-    app = create_app(home)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            pytest.fail("uvicorn did not start")
-        time.sleep(0.02)
-    try:
-        yield port
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-
-
 @dataclass
 class Device:
     """A device's update client: python-tuf's Updater with a persistent metadata cache, and the root
@@ -189,7 +160,7 @@ class Device:
 
 @pytest.fixture
 def device(setup: Setup, tmp_path: Path) -> Iterator[Device]:
-    with serving(setup.home) as port:
+    with serving(create_app(setup.home)) as port:
         (tmp_path / "device" / "metadata").mkdir(parents=True)
         yield Device(port, setup.repo.trusted_root(), tmp_path / "device")
 
@@ -376,7 +347,7 @@ def test_a_frozen_repository_is_refused_until_the_timestamp_is_refreshed(tmp_pat
     frozen = make_setup(tmp_path / "frozen", clock=clock)
     try:
         frozen.repo.add_target("fw/sensor.bin", FIRMWARE, RELEASE)
-        with serving(frozen.home) as port:
+        with serving(create_app(frozen.home)) as port:
             dev = Device(port, frozen.repo.trusted_root(), tmp_path / "frozen-device")
             with pytest.raises(ExpiredMetadataError, match=r"timestamp\.json is expired"):
                 dev.fetch("fw/sensor.bin")
@@ -394,7 +365,7 @@ def test_an_expired_snapshot_behind_a_fresh_timestamp_is_refused(tmp_path: Path)
         stale.repo.add_target("fw/sensor.bin", FIRMWARE, RELEASE)
         clock.now = datetime.now(UTC)
         assert stale.repo.refresh_timestamp().snapshot == 2  # the snapshot, 8 days old, is not re-signed
-        with serving(stale.home) as port:
+        with serving(create_app(stale.home)) as port:
             dev = Device(port, stale.repo.trusted_root(), tmp_path / "stale-device")
             with pytest.raises(ExpiredMetadataError, match=r"snapshot\.json is expired"):
                 dev.fetch("fw/sensor.bin")
@@ -476,7 +447,7 @@ def test_targets_need_their_threshold(tmp_path: Path, stolen: int, accepted: boo
     s = make_setup(tmp_path / "home", targets_keys=2, targets_threshold=2)
     try:
         s.repo.add_target("fw/sensor.bin", FIRMWARE, RELEASE)
-        with serving(s.home) as port:
+        with serving(create_app(s.home)) as port:
             dev = Device(port, s.repo.trusted_root(), tmp_path / "device")
             assert dev.fetch("fw/sensor.bin")[1] == FIRMWARE  # the repository signs with both keys
             # the attacker holds the online snapshot and timestamp keys and `stolen` targets keys
@@ -702,7 +673,7 @@ def test_the_repository_survives_reopening_the_home(setup: Setup, tmp_path: Path
         )
         assert home.updates.versions().as_dict() == {"root": 2, "targets": 2, "snapshot": 2, "timestamp": 3}
     # serving needs no key store: a home that cannot open it serves every file
-    with Home.open(path, passphrase=never, pin=never) as home, serving(home) as port:
+    with Home.open(path, passphrase=never, pin=never) as home, serving(create_app(home)) as port:
         dev = Device(port, home.updates.trusted_root(), tmp_path / "device")
         assert dev.fetch("fw/sensor.bin")[1] == FIRMWARE
 
@@ -1120,7 +1091,7 @@ def test_role_keys_in_an_hsm(hsm_token: HsmToken, tmp_path: Path) -> None:
         )
         home.updates.add_target("fw/sensor.bin", FIRMWARE, RELEASE)
         home.updates.rotate("root", RoleKeys(key("tuf-root-2", KeyType.ED25519)))
-        with serving(home) as port:
+        with serving(create_app(home)) as port:
             dev = Device(port, home.updates.trusted_root(), tmp_path / "device")
             info, data = dev.fetch("fw/sensor.bin")
             assert (data, info.custom) == (FIRMWARE, RELEASE)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import shutil
 import subprocess
 import sys
 import time
@@ -31,20 +30,12 @@ from fabtrust.home import Home
 from fabtrust.pki.est import EstTokens
 from fabtrust.pki.issuance import NameRequest
 from tests.fixtures.nginx import Nginx, StartNginx
+from tests.fixtures.serving import free_port, tool
 from tests.pki.test_est import DOMAIN, ISSUING, build_pki
 
 PASSPHRASE = "est-interop-passphrase"
 FABTRUST = Path(sys.executable).with_name("fabtrust")
 SUBJECT = "/serialNumber=SN-EST-1/O=Acme"
-
-
-def tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        pytest.fail(
-            f"{name} is not installed; it is the outside client of this test (apt-get install {name})"
-        )
-    return path
 
 
 def _env() -> dict[str, str]:
@@ -92,14 +83,6 @@ class Env:
     def log_entries(self) -> list[dict[str, Any]]:
         with Home.open(self.home, passphrase=lambda: PASSPHRASE, pin=lambda: "") as home:
             return [json.loads(b) for b in home.log.entries(0, home.log.size())]
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _wait_for_http(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
@@ -151,7 +134,7 @@ def env(tmp_path_factory: pytest.TempPathFactory, nginx_proxy: StartNginx) -> It
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
     )
-    app_port = _free_port()
+    app_port = free_port()
     log = d / "server.log"
     with log.open("wb") as log_fh:
         proc = subprocess.Popen(

@@ -9,8 +9,6 @@ reason to pass.
 from __future__ import annotations
 
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -28,24 +26,11 @@ from cryptography.x509 import ocsp
 
 from fabtrust.home import Home
 from tests.approvals import revoke_ca
+from tests.fixtures.serving import free_port, tool
 from tests.pki.test_revocation import PASSPHRASE, FakeClock, build_world
 
 FABTRUST = Path(sys.executable).with_name("fabtrust")
 SHA1 = hashes.SHA1()  # noqa: S303 (the CertID hash openssl sends by default, RFC 6960 4.1.1)
-
-
-def tool(name: str) -> str:
-    beside = Path(sys.executable).with_name(name)  # pkilint's commands live in the virtualenv
-    path = str(beside) if beside.exists() else shutil.which(name)
-    if path is None:
-        pytest.fail(f"{name} is not installed; it is an outside checker of this test")
-    return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def pem(cert: x509.Certificate) -> bytes:

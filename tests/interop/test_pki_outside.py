@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -33,6 +31,7 @@ from fabtrust.crypto.keys import KeyType
 from fabtrust.errors import PolicyViolation
 from fabtrust.home import Home
 from fabtrust.pki.issuance import NameRequest
+from tests.fixtures.serving import tool
 from tests.pki.test_service import (
     DEVICE_DOMAIN,
     GADGET_DOMAIN,
@@ -49,14 +48,6 @@ from tests.pki.test_service import (
 
 DEVICE_KEYS = [KeyType.P256, KeyType.P384, KeyType.ED25519, KeyType.MLDSA65]
 STATION_NAME = f"line1.{DEVICE_DOMAIN}"  # under the issuing CA a station name must lie in its constraints
-
-
-def tool(name: str) -> str:
-    beside = Path(sys.executable).with_name(name)  # pkilint's commands live in the virtualenv
-    path = str(beside) if beside.exists() else shutil.which(name)
-    if path is None:
-        pytest.fail(f"{name} is not installed; it is an outside checker of this test")
-    return path
 
 
 def run(*args: str | Path) -> subprocess.CompletedProcess[str]:

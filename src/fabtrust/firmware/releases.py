@@ -856,6 +856,8 @@ class ReleaseService:
         signed."""
         with self._store.read() as conn:
             row = _release_row(conn, release_id)
+        if row["state"] == ReleaseState.PUBLISHED.value:
+            raise Conflict(f"release {release_id} is published already")
         statement = ReleaseStatement.parse(bytes(row["statement"]))
         return {
             "release_id": release_id,

@@ -375,8 +375,22 @@ class ProductionService:
     @staticmethod
     def approval_terms(order: Order, new_quota: int | None = None) -> dict[str, Any]:
         """What the approvers of an act on ``order`` review and the act is held to: the order's
-        terms for ``order.approve``; with ``new_quota``, the raise for ``quota.raise``."""
+        terms for ``order.approve``; with ``new_quota``, the raise for ``quota.raise``. Refused
+        for an act the order's state rules out (so nobody is asked to approve the impossible)."""
         t = order.terms
+        if new_quota is None and order.status != "awaiting-approval":
+            raise Conflict(f"order {t.order_id} is {order.status}, not awaiting approval")
+        if new_quota is not None:
+            if order.status != "approved":
+                raise PolicyViolation(
+                    f"order {t.order_id} is {order.status}: only an approved order's quota rises"
+                )
+            if isinstance(new_quota, bool) or not isinstance(new_quota, int):
+                raise InvalidInput("a quota is an integer")
+            if not t.quota < new_quota <= MAX_QUOTA:
+                raise InvalidInput(
+                    f"the new quota must be above the current {t.quota} and at most {MAX_QUOTA}"
+                )
         terms: dict[str, Any] = {
             "order_id": t.order_id,
             "product": t.product,
@@ -430,22 +444,11 @@ class ProductionService:
         subject = f"order:{order_id}"
         try:
             order = self.order(order_id)
-            if order.status != "approved":
-                raise PolicyViolation(
-                    f"order {order_id} is {order.status}: only an approved order's quota rises"
-                )
-            if isinstance(new_quota, bool) or not isinstance(new_quota, int):
-                raise InvalidInput("a quota is an integer")
-            if not order.terms.quota < new_quota <= MAX_QUOTA:
-                raise InvalidInput(
-                    f"the new quota must be above the current {order.terms.quota} and at most {MAX_QUOTA}"
-                )
+            terms = self.approval_terms(order, new_quota)  # refuses a raise the order rules out
             if self._clock() > order.terms.not_after:
                 raise PolicyViolation(f"order {order_id} has ended")
             with self._store.write() as conn:
-                request = approval.spend(
-                    conn, ApprovalAction.QUOTA_RAISE, subject, self.approval_terms(order, new_quota)
-                )
+                request = approval.spend(conn, ApprovalAction.QUOTA_RAISE, subject, terms)
                 done = conn.execute(
                     update(prod_orders)
                     .where(
