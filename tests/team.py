@@ -4,7 +4,9 @@ holding an API token scoped to that role."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
+from typing import Any
 
 from fabtrust.access import Caller, Role
 from fabtrust.access.policy import PERSON_ROLES
@@ -58,3 +60,12 @@ def token_secret(token: str) -> str:
     prefix, token_id, secret = token.split("_", 2)
     assert (prefix, len(token_id), len(secret)) == ("ftk", 16, 43)
     return secret
+
+
+def login_refusal(home: Home, since: int, needle: str) -> dict[str, Any]:
+    """The one audit entry written since log size ``since``: a refused ``api.authenticate`` (a
+    client certificate or its header refused at the door) whose message holds ``needle``."""
+    (entry,) = [json.loads(b) for b in home.log.entries(since, home.log.size())]
+    assert (entry["action"], entry["outcome"]) == ("api.authenticate", "refused"), entry
+    assert needle in entry["details"]["message"], entry
+    return dict(entry)

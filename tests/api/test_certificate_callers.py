@@ -21,6 +21,7 @@ from fabtrust.home import Home
 from fabtrust.production.station import Provisioned
 from tests.production.test_run import Run, provision, seal_for
 from tests.production.test_run import run as run  # the production-run fixture (explicit re-export)
+from tests.team import login_refusal
 
 PROXY = "10.9.8.7"
 
@@ -70,7 +71,8 @@ def test_a_device_certificate_through_the_proxy_is_the_device_until_revoked(run:
     assert run.line1.pki.revoke(device_serial=result.device_serial, reason="keyCompromise") == 1
     size = run.line1.log.size()
     refused(whoami(run.line1, forwarded(result.certificate)), 403, "revoked")
-    assert run.line1.log.size() == size  # refused at the door; nothing changed
+    entry = login_refusal(run.line1, size, "revoked")  # refused at the door: that entry, nothing else
+    assert entry["actor"] == f"client-certificate:{result.certificate.serial_number:x}"
 
 
 @pytest.mark.parametrize(
@@ -102,7 +104,7 @@ def test_unusable_certificate_credentials_are_refused(run: Run, case: str, needl
         assert run.oem.pki.revoke(ca_id="root", serial=serial, reason="keyCompromise") == 1
     size = run.oem.log.size()
     refused(whoami(run.oem, headers, peer), 403, needle)
-    assert run.oem.log.size() == size
+    login_refusal(run.oem, size, needle)
 
 
 def test_a_bearer_token_is_not_replaced_by_a_certificate(run: Run) -> None:

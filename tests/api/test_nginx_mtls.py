@@ -58,6 +58,7 @@ from fabtrust.tlog.audit import AuditEntry
 from tests.fixtures.nginx import PROXY_ADDRESS, Nginx, StartNginx
 from tests.fixtures.serving import serving, tool
 from tests.production.line import CUSTODIANS, DOMAIN, Clock, enroll, make_home
+from tests.team import login_refusal
 
 ORDER = "po-1"
 DEVICE_SERIAL = "SN-MTLS-0001"
@@ -364,7 +365,7 @@ def test_a_revoked_station_is_refused_by_the_app(plant: Plant) -> None:
     r = plant.oem.get("/access/whoami", line2)  # nginx does not check revocation: the app does
     refused(r, 403, "not_authorised", "the client certificate is revoked")
     assert plant.oem.requests_served() == served + 1
-    assert plant.oem.home.log.size() == size  # refused at the door; nothing changed
+    login_refusal(plant.oem.home, size, "revoked")  # refused at the door: that entry, nothing else
 
 
 def test_an_expired_station_certificate_is_stopped_by_nginx(plant: Plant) -> None:
@@ -398,6 +399,9 @@ def test_the_certificate_header_straight_to_the_app_is_not_believed(plant: Plant
     with httpx.Client(base_url=f"http://127.0.0.1:{plant.oem.app_port}", timeout=20) as client:
         r = client.get("/access/whoami", headers=forged)
         refused(r, 403, "not_authorised", "a client-certificate header is accepted from the TLS proxy only")
+        forgery = login_refusal(plant.oem.home, size, "from the TLS proxy only")
+        assert forgery["actor"] == "unauthenticated"  # the header was not even read
+        size = plant.oem.home.log.size()
         # the same client without the header is a caller with no credentials, nothing more
         refused(
             client.get("/access/whoami"),

@@ -146,11 +146,40 @@ def caller_of(request: Request) -> Caller | None:
             _rate_limit(request)
             raise Unauthenticated("invalid or expired credentials") from None
     else:
-        certificate = forwarded_certificate(request)
-        if certificate is not None:
-            caller = certificate_caller(request, certificate)
+        certificate: x509.Certificate | None = None
+        try:
+            certificate = forwarded_certificate(request)
+            if certificate is not None:
+                caller = certificate_caller(request, certificate)
+        except NotAuthorised as exc:
+            _certificate_refused(request, certificate, exc)
+            raise
     request.state.caller = caller
     return caller
+
+
+def _certificate_refused(request: Request, certificate: x509.Certificate | None, exc: NotAuthorised) -> None:
+    """A client certificate refused (revoked, expired, foreign, a station no longer active, a
+    header from a peer that is not the proxy) is a refused ``api.authenticate`` entry, naming the
+    certificate by issuer and serial where it could be read."""
+    details: dict[str, Any] = {
+        "reason": exc.code,
+        "message": exc.message,
+        "request_id": request_id(request),
+        "peer": peer(request),
+    }
+    actor = "unauthenticated"
+    if certificate is not None:
+        actor = f"client-certificate:{certificate.serial_number:x}"
+        details["issuer"] = certificate.issuer.rfc4514_string()[:200]
+    home_of(request).audit.record(
+        AUDIT_ACCESS,
+        actor,
+        "api.authenticate",
+        f"api:{request.method} {request.url.path}",
+        Outcome.REFUSED,
+        details,
+    )
 
 
 def requires(permission: Permission) -> Callable[[Request], Caller]:
