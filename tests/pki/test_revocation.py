@@ -43,6 +43,7 @@ from fabtrust.pki.revocation import (
 )
 from fabtrust.pki.service import CaRecord, PkiService, make_csr
 from fabtrust.store.tables import pki_cas, pki_crls
+from tests.approvals import revoke_ca
 
 PASSPHRASE = "revocation-test-passphrase"
 DOMAIN = "widget.devices.acme.example"
@@ -426,7 +427,7 @@ def test_revoking_an_issuing_ca_lists_it_on_the_product_crl_and_revokes_its_devi
     service = world.service()
     assert status_of(service, devices[0], ca).certificate_status is ocsp.OCSPCertStatus.GOOD
 
-    assert world.pki.revoke(reason="keyCompromise", issuing_ca=ca.ca_id) == 1
+    assert revoke_ca(world.home, ca.ca_id, "keyCompromise") == 1
 
     product_crl = load_crl(service.crl(world.product.ca_id), world.product)
     assert listed(product_crl)[ca.certificate.serial_number] == x509.ReasonFlags.key_compromise
