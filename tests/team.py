@@ -11,8 +11,25 @@ from typing import Any
 from fabtrust.access import Caller, Role
 from fabtrust.access.policy import PERSON_ROLES
 from fabtrust.home import Home
+from fabtrust.store.tables import (
+    acc_approval_policies,
+    acc_approval_requests,
+    acc_approvals,
+    acc_grants,
+    acc_principals,
+    acc_tokens,
+)
 from tests.approvals import person, token_for
 
+#: The access domain's tables, for tests that check a refusal changed none of them.
+ACCESS_TABLES = (
+    acc_principals,
+    acc_grants,
+    acc_tokens,
+    acc_approval_requests,
+    acc_approvals,
+    acc_approval_policies,
+)
 YEAR = timedelta(days=365)
 MONTH = timedelta(days=30)
 NAMES = {

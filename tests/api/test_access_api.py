@@ -20,25 +20,8 @@ from sqlalchemy import select
 from fabtrust.access import Caller, Role
 from fabtrust.api.app import create_app
 from fabtrust.home import Home
-from fabtrust.store.tables import (
-    acc_approval_policies,
-    acc_approval_requests,
-    acc_approvals,
-    acc_grants,
-    acc_principals,
-    acc_tokens,
-)
 from tests.production.line import Clock, never
-from tests.team import MONTH, NAMES, bearer, team_tokens, token_secret
-
-ACCESS_TABLES = (
-    acc_principals,
-    acc_grants,
-    acc_tokens,
-    acc_approval_requests,
-    acc_approvals,
-    acc_approval_policies,
-)
+from tests.team import ACCESS_TABLES, MONTH, NAMES, bearer, team_tokens, token_secret
 
 
 @dataclass

@@ -29,28 +29,12 @@ from sqlalchemy import select
 from fabtrust.access import AUDIT_ACCESS, Caller, Role
 from fabtrust.cli.remote import Credentials, Server
 from fabtrust.home import Home, local_actor
-from fabtrust.store.tables import (
-    acc_approval_policies,
-    acc_approval_requests,
-    acc_approvals,
-    acc_grants,
-    acc_principals,
-    acc_tokens,
-)
 from fabtrust.tlog.audit import AuditEntry
 from tests.api.test_serve_tls import FABTRUST, free_port, self_signed, serving
 from tests.cli.result import Result, run_in_process
-from tests.team import MONTH, team_tokens, token_secret
+from tests.team import ACCESS_TABLES, MONTH, team_tokens, token_secret
 
 PASSPHRASE = "access-cli-passphrase"
-ACCESS_TABLES = (
-    acc_principals,
-    acc_grants,
-    acc_tokens,
-    acc_approval_requests,
-    acc_approvals,
-    acc_approval_policies,
-)
 CLEARED = (
     "FABTRUST_HOME",
     "FABTRUST_DB",
