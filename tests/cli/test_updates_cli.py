@@ -7,11 +7,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from fabtrust.api.app import create_app
 from fabtrust.home import Home
 from tests.cli.result import environment
 from tests.cli.test_firmware_cli import ENV, invoke, never, publish
 from tests.cli.test_firmware_cli import oem as oem  # the OEM home fixture (explicit re-export)
-from tests.firmware.test_updates import Device, serving
+from tests.firmware.test_updates import Device
+from tests.fixtures.serving import serving
 
 
 def publish_release(oem: Path, tmp_path: Path) -> None:
@@ -69,7 +71,7 @@ def test_a_published_release_reaches_a_tuf_client(oem: Path, tmp_path: Path) -> 
 
     with Home.open(oem, passphrase=never, pin=never) as home:
         image = home.releases.image("widget-1.0.0")
-        with serving(home) as port:
+        with serving(create_app(home)) as port:
             (tmp_path / "device" / "metadata").mkdir(parents=True)
             device = Device(port, (tmp_path / "root.json").read_bytes(), tmp_path / "device")
             info, data = device.fetch("widget/1.0.0.mcuboot")

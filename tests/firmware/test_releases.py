@@ -455,11 +455,17 @@ def test_without_a_policy_nothing_is_published(oem: Oem) -> None:
 
 
 def test_a_published_release_is_closed(oem: Oem) -> None:
-    published(oem, "1.0.0", 1, BODY_1)
+    release_id = oem.release("1.0.0", 1, BODY_1)
+    oem.approve(release_id, "alice", "bob")
+    spare = publish_ticket(oem.home, release_id)  # a second approval, given while it was a draft
+    oem.publish(release_id)
+    oem.refused(lambda: oem.releases.approve(release_id, "carol"), Conflict, "published", "release.approve")
     oem.refused(
-        lambda: oem.releases.approve("widget-1.0.0", "carol"), Conflict, "published", "release.approve"
+        lambda: oem.releases.publish(release_id, spare), Conflict, "published already", "release.publish"
     )
-    oem.refused(lambda: oem.publish("widget-1.0.0"), Conflict, "published already", "release.publish")
+    assert oem.home.access.show_request(spare.request_id).status.value == "pending"
+    with pytest.raises(Conflict, match="published already"):  # nobody is asked to approve it again
+        oem.releases.publish_terms(release_id)
 
 
 def _tamper(oem: Oem, release_id: str, change: Callable[[bytes], bytes]) -> None:
