@@ -8,12 +8,14 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import update
 
 from fabtrust.access import ApprovalAction, Role
-from fabtrust.access.service import REQUEST_FORMAT, ApprovalRequest, RequestStatus
+from fabtrust.access.service import REQUEST_FORMAT, ApprovalRequest, ApprovalTicket, RequestStatus
 from fabtrust.crypto.canonical import canonical_json
 from fabtrust.errors import (
     Conflict,
@@ -23,10 +25,11 @@ from fabtrust.errors import (
     PolicyViolation,
     VerificationFailed,
 )
+from fabtrust.store.engine import sqlite_url
 from fabtrust.store.tables import acc_approval_requests
 from fabtrust.tlog.audit import Outcome
 
-from .conftest import Team
+from .conftest import Team, make_env
 
 CA = ApprovalAction.CA_REVOKE
 SUBJECT = "ca:product-widget"
@@ -568,3 +571,78 @@ def test_reads_return_frozen_views(team: Team) -> None:
     assert env.access.requests(RequestStatus.EXECUTED) == [
         r for r in env.access.requests() if r.status == "executed"
     ]
+
+
+# -- spending a ticket inside the act's own transaction ------------------------------------------
+
+
+def test_a_ticket_is_spent_with_the_act_and_stays_pending_when_the_act_rolls_back(team: Team) -> None:
+    env = team.env
+    req = ca_revoke(team)
+    env.access.approve(team.olga, req.request_id, req.digest)
+    ticket = env.access.ticket(team.oscar, req.request_id)
+
+    class ActFailed(Exception):
+        pass
+
+    def act_failing_after_the_spend() -> None:
+        with env.store.write() as conn:
+            assert ticket.spend(conn, CA, SUBJECT, PARAMS).status == "executed"
+            raise ActFailed  # its transaction, and the spend with it, roll back
+
+    before = env.rows()
+    with pytest.raises(ActFailed):
+        act_failing_after_the_spend()
+    assert env.rows() == before
+    assert env.access.show_request(req.request_id).status == "pending"
+
+    env.access.check_ticket(ticket, CA, SUBJECT, PARAMS)  # still good; checking changes nothing
+    assert env.rows() == before
+    with env.store.write() as conn:
+        assert ticket.spend(conn, CA, SUBJECT, PARAMS).executed_by == "oscar"
+    with pytest.raises(Conflict, match="is executed"), env.store.write() as conn:
+        ticket.spend(conn, CA, SUBJECT, PARAMS)  # replayed
+
+
+@pytest.mark.parametrize(
+    ("case", "error", "match"),
+    [
+        ("other-terms", PolicyViolation, "approved other terms"),
+        ("other-action", PolicyViolation, "not root.restore"),
+        ("no-permission", NotAuthorised, "not permitted: pki.ca.revoke"),
+        ("malformed-id", InvalidInput, "approval request id"),
+        ("unknown-id", NotFound, "approval request"),
+        ("other-home", InvalidInput, "another data home"),
+        ("not-a-ticket", InvalidInput, "needs an approval"),
+    ],
+)
+def test_a_bad_ticket_is_refused_and_changes_nothing(
+    team: Team, tmp_path: Path, case: str, error: type[Exception], match: str
+) -> None:
+    env = team.env
+    req = ca_revoke(team)
+    env.access.approve(team.olga, req.request_id, req.digest)
+    ticket: Any = env.access.ticket(team.oscar, req.request_id)
+    action, params = CA, PARAMS
+    if case == "other-terms":
+        params = {"reason": "superseded"}
+    elif case == "other-action":
+        action = ApprovalAction.ROOT_RESTORE
+    elif case == "no-permission":
+        ticket = env.access.ticket(team.ada, req.request_id)
+    elif case == "malformed-id":
+        ticket = env.access.ticket(team.oscar, "not hex")
+    elif case == "unknown-id":
+        ticket = env.access.ticket(team.oscar, "0" * 32)
+    elif case == "other-home":
+        other = make_env(sqlite_url(tmp_path / "other.db"))
+        ticket = ApprovalTicket(other.access, team.oscar, req.request_id)
+    elif case == "not-a-ticket":
+        ticket = req.request_id
+    before = env.rows()
+    with pytest.raises(error, match=match):
+        env.access.check_ticket(ticket, action, SUBJECT, params)
+    with pytest.raises(error, match=match), env.store.write() as conn:
+        env.access.spend(conn, ticket, action, SUBJECT, params)
+    assert env.rows() == before
+    assert env.access.show_request(req.request_id).status == "pending"

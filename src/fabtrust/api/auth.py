@@ -26,7 +26,7 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from fastapi import Request
+from fastapi import Depends, Request
 
 from fabtrust.access.policy import Permission
 from fabtrust.access.service import AUDIT_ACCESS, TOKEN_PREFIX, AccessService, Caller
@@ -205,6 +205,11 @@ def requires(permission: Permission) -> Callable[[Request], Caller]:
 
     setattr(guard, GUARD_ATTRIBUTE, ("permission", permission))
     return guard
+
+
+def guard(permission: Permission) -> Any:
+    """``Depends(requires(permission))``: a route's permission guard as a dependency."""
+    return Depends(requires(permission))
 
 
 def _call_details(request: Request, caller: Caller, permission: Permission) -> dict[str, Any]:

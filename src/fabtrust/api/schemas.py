@@ -316,6 +316,13 @@ class ApprovalRequestDoc(BaseModel):
     approvals: list[ApprovalDoc]
 
 
+class SpendApproval(BaseModel):
+    """The body of an act gated by a k-of-n approval: the approved request it spends."""
+
+    model_config = _ACCESS_IN
+    approval: Hex32 = Field(description="The approved request to spend, once.")
+
+
 class ApproveRequest(BaseModel):
     model_config = _ACCESS_IN
     digest: Hex64 = Field(description="The SHA-256 of the statement the approver reviewed.")

@@ -410,12 +410,9 @@ class ProductionService:
         subject = f"order:{order_id}"
         try:
             order = self.order(order_id)
-            if order.status != "awaiting-approval":
-                raise Conflict(f"order {order_id} is {order.status}, not awaiting approval")
+            terms = self.approval_terms(order)  # Conflict unless the order awaits its approval
             with self._store.write() as conn:
-                request = approval.spend(
-                    conn, ApprovalAction.ORDER_APPROVE, subject, self.approval_terms(order)
-                )
+                request = approval.spend(conn, ApprovalAction.ORDER_APPROVE, subject, terms)
                 approvers = ",".join(a.principal_id for a in request.approvals)
                 done = conn.execute(
                     update(prod_orders)

@@ -24,13 +24,13 @@ and is never logged. Request bodies over :data:`MAX_BODY_BYTES` are refused with
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from fabtrust.access.policy import ApprovalPolicy, Permission
 from fabtrust.access.service import AccessService, Caller, RequestStatus
-from fabtrust.api.auth import access_of, authenticated, requires
+from fabtrust.api.auth import access_of, authenticated, guard
 from fabtrust.api.bodies import bounded_route
 from fabtrust.api.schemas import (
     ACCESS_ERRORS,
@@ -59,10 +59,6 @@ PrincipalPath = Annotated[str, Path(max_length=200, description="A principal id.
 IdPath = Annotated[str, Path(max_length=64, description="An id as the service issued it (hex).")]
 Authenticated = Annotated[Caller, Depends(authenticated)]
 _NO_STORE = {"Cache-Control": "no-store"}
-
-
-def _guard(permission: Permission) -> Any:
-    return Depends(requires(permission))
 
 
 def _request_doc(access: AccessService, request_id: str) -> ApprovalRequestDoc:
@@ -98,7 +94,7 @@ def whoami(caller: Authenticated) -> WhoAmI:
 
 @router.get(
     "/principals",
-    dependencies=[_guard(Permission.ACCESS_READ)],
+    dependencies=[guard(Permission.ACCESS_READ)],
     response_model=list[PrincipalDoc],
     responses=ACCESS_ERRORS,
 )
@@ -108,7 +104,7 @@ def principals(request: Request) -> list[PrincipalDoc]:
 
 @router.get(
     "/principals/{principal_id}",
-    dependencies=[_guard(Permission.ACCESS_READ)],
+    dependencies=[guard(Permission.ACCESS_READ)],
     response_model=PrincipalDoc,
     responses=ACCESS_ERRORS,
 )
@@ -120,7 +116,7 @@ def principal(request: Request, principal_id: PrincipalPath) -> PrincipalDoc:
 def create_principal(
     request: Request,
     body: CreatePrincipal,
-    caller: Annotated[Caller, _guard(Permission.ACCESS_PRINCIPAL_MANAGE)],
+    caller: Annotated[Caller, guard(Permission.ACCESS_PRINCIPAL_MANAGE)],
 ) -> PrincipalDoc:
     """A person, ``station:<id>`` or ``device:<serial>``; it holds no role until a grant is applied."""
     made = access_of(request).create_principal(caller, body.principal_id, body.display_name)
@@ -131,7 +127,7 @@ def create_principal(
 def disable_principal(
     request: Request,
     principal_id: PrincipalPath,
-    caller: Annotated[Caller, _guard(Permission.ACCESS_PRINCIPAL_MANAGE)],
+    caller: Annotated[Caller, guard(Permission.ACCESS_PRINCIPAL_MANAGE)],
 ) -> PrincipalDoc:
     """At once and for good: the principal authenticates to nothing and holds no role."""
     return PrincipalDoc.model_validate(access_of(request).disable_principal(caller, principal_id).to_doc())
@@ -142,7 +138,7 @@ def disable_principal(
 
 @router.get(
     "/grants",
-    dependencies=[_guard(Permission.ACCESS_READ)],
+    dependencies=[guard(Permission.ACCESS_READ)],
     response_model=list[GrantDoc],
     responses=ACCESS_ERRORS,
 )
@@ -155,7 +151,7 @@ def grants(
 
 @router.post("/grants/requests", status_code=201, response_model=ApprovalRequestDoc, responses=ACCESS_ERRORS)
 def request_grant(
-    request: Request, body: GrantRequest, caller: Annotated[Caller, _guard(Permission.ACCESS_GRANT_REQUEST)]
+    request: Request, body: GrantRequest, caller: Annotated[Caller, guard(Permission.ACCESS_GRANT_REQUEST)]
 ) -> ApprovalRequestDoc:
     """Ask for a role grant (a ``role.grant`` approval request); apply it once approved."""
     asked = access_of(request).request_grant(
@@ -168,7 +164,7 @@ def request_grant(
     "/grants/revocations", status_code=201, response_model=ApprovalRequestDoc, responses=ACCESS_ERRORS
 )
 def request_revoke(
-    request: Request, body: RevokeRequest, caller: Annotated[Caller, _guard(Permission.ACCESS_GRANT_REQUEST)]
+    request: Request, body: RevokeRequest, caller: Annotated[Caller, guard(Permission.ACCESS_GRANT_REQUEST)]
 ) -> ApprovalRequestDoc:
     """Ask for a grant to be revoked (a ``role.revoke`` approval request)."""
     return ApprovalRequestDoc.model_validate(
@@ -178,7 +174,7 @@ def request_revoke(
 
 @router.post("/grants/requests/{request_id}/apply", response_model=GrantDoc, responses=ACCESS_ERRORS)
 def apply_grant(
-    request: Request, request_id: IdPath, caller: Annotated[Caller, _guard(Permission.ACCESS_GRANT_REQUEST)]
+    request: Request, request_id: IdPath, caller: Annotated[Caller, guard(Permission.ACCESS_GRANT_REQUEST)]
 ) -> GrantDoc:
     """Carry out an approved ``role.grant`` request, once (a replay is 409)."""
     return GrantDoc.model_validate(access_of(request).apply_grant(caller, request_id).to_doc())
@@ -186,7 +182,7 @@ def apply_grant(
 
 @router.post("/grants/revocations/{request_id}/apply", response_model=GrantDoc, responses=ACCESS_ERRORS)
 def apply_revoke(
-    request: Request, request_id: IdPath, caller: Annotated[Caller, _guard(Permission.ACCESS_GRANT_REQUEST)]
+    request: Request, request_id: IdPath, caller: Annotated[Caller, guard(Permission.ACCESS_GRANT_REQUEST)]
 ) -> GrantDoc:
     """Carry out an approved ``role.revoke`` request, once (a replay is 409)."""
     return GrantDoc.model_validate(access_of(request).apply_revoke(caller, request_id).to_doc())
@@ -235,7 +231,7 @@ def revoke_token(request: Request, token_id: IdPath, caller: Authenticated) -> T
 
 @router.get(
     "/approvals",
-    dependencies=[_guard(Permission.APPROVAL_REQUEST)],
+    dependencies=[guard(Permission.APPROVAL_REQUEST)],
     response_model=list[ApprovalRequestDoc],
     responses=ACCESS_ERRORS,
 )
@@ -245,7 +241,7 @@ def approvals(request: Request, status: RequestStatus | None = None) -> list[App
 
 @router.get(
     "/approvals/{request_id}",
-    dependencies=[_guard(Permission.APPROVAL_REQUEST)],
+    dependencies=[guard(Permission.APPROVAL_REQUEST)],
     response_model=ApprovalRequestDoc,
     responses=ACCESS_ERRORS,
 )
@@ -259,7 +255,7 @@ def approve(
     request: Request,
     request_id: IdPath,
     body: ApproveRequest,
-    caller: Annotated[Caller, _guard(Permission.APPROVAL_APPROVE)],
+    caller: Annotated[Caller, guard(Permission.APPROVAL_APPROVE)],
 ) -> ApprovalRequestDoc:
     """Approve the request whose statement has the given SHA-256 (the one reviewed)."""
     done = access_of(request).approve(caller, request_id, body.digest)
@@ -268,7 +264,7 @@ def approve(
 
 @router.post("/approvals/{request_id}/cancel", response_model=ApprovalRequestDoc, responses=ACCESS_ERRORS)
 def cancel(
-    request: Request, request_id: IdPath, caller: Annotated[Caller, _guard(Permission.APPROVAL_REQUEST)]
+    request: Request, request_id: IdPath, caller: Annotated[Caller, guard(Permission.APPROVAL_REQUEST)]
 ) -> ApprovalRequestDoc:
     """Withdraw a pending request: its requester, or a security officer."""
     return ApprovalRequestDoc.model_validate(access_of(request).cancel(caller, request_id).to_doc())
@@ -279,7 +275,7 @@ def cancel(
 
 @router.get(
     "/policies",
-    dependencies=[_guard(Permission.ACCESS_READ)],
+    dependencies=[guard(Permission.ACCESS_READ)],
     response_model=list[PolicyDoc],
     responses=ACCESS_ERRORS,
 )
@@ -292,7 +288,7 @@ def policies(request: Request) -> list[PolicyDoc]:
     "/policies/requests", status_code=201, response_model=ApprovalRequestDoc, responses=ACCESS_ERRORS
 )
 def request_policy(
-    request: Request, body: PolicyRequest, caller: Annotated[Caller, _guard(Permission.ACCESS_POLICY_SET)]
+    request: Request, body: PolicyRequest, caller: Annotated[Caller, guard(Permission.ACCESS_POLICY_SET)]
 ) -> ApprovalRequestDoc:
     """Ask for a new approval policy (an ``approval-policy.set`` request)."""
     asked = access_of(request).request_approval_policy(
@@ -307,7 +303,7 @@ def request_policy(
 
 @router.post("/policies/requests/{request_id}/apply", response_model=PolicyDoc, responses=ACCESS_ERRORS)
 def apply_policy(
-    request: Request, request_id: IdPath, caller: Annotated[Caller, _guard(Permission.ACCESS_POLICY_SET)]
+    request: Request, request_id: IdPath, caller: Annotated[Caller, guard(Permission.ACCESS_POLICY_SET)]
 ) -> PolicyDoc:
     """Carry out an approved ``approval-policy.set`` request, once (a replay is 409)."""
     return _policy_doc(access_of(request).apply_approval_policy(caller, request_id))

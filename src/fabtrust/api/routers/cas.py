@@ -10,14 +10,14 @@ for there and given here under ``/access/approvals``.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Path, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from fabtrust.access.policy import ApprovalAction, Permission
 from fabtrust.access.service import Caller
-from fabtrust.api.auth import access_of, requires
+from fabtrust.api.auth import access_of, guard
 from fabtrust.api.bodies import bounded_route
 from fabtrust.api.deps import acting_home
 from fabtrust.api.schemas import ACCESS_ERRORS, ApprovalRequestDoc, Hex32
@@ -31,10 +31,6 @@ CaPath = Annotated[str, Path(max_length=96, description="A CA id (root, product-
 Reason = Annotated[
     str, Field(max_length=32, pattern="^(" + "|".join(REASONS) + ")$", description="RFC 5280 5.3.1 reason.")
 ]
-
-
-def _guard(permission: Permission) -> Any:
-    return Depends(requires(permission))
 
 
 class CaDoc(BaseModel):
@@ -72,14 +68,14 @@ def _ca_doc(record: CaRecord) -> CaDoc:
 
 
 @router.get(
-    "", dependencies=[_guard(Permission.PKI_READ)], response_model=list[CaDoc], responses=ACCESS_ERRORS
+    "", dependencies=[guard(Permission.PKI_READ)], response_model=list[CaDoc], responses=ACCESS_ERRORS
 )
 def cas(request: Request) -> list[CaDoc]:
     return [_ca_doc(r) for r in acting_home(request).pki.cas()]
 
 
 @router.get(
-    "/{ca_id}", dependencies=[_guard(Permission.PKI_READ)], response_model=CaDoc, responses=ACCESS_ERRORS
+    "/{ca_id}", dependencies=[guard(Permission.PKI_READ)], response_model=CaDoc, responses=ACCESS_ERRORS
 )
 def ca(request: Request, ca_id: CaPath) -> CaDoc:
     return _ca_doc(acting_home(request).pki.ca(ca_id))
@@ -92,7 +88,7 @@ def ask_revocation(
     request: Request,
     ca_id: CaPath,
     body: Revocation,
-    caller: Annotated[Caller, _guard(Permission.PKI_CA_REVOKE)],
+    caller: Annotated[Caller, guard(Permission.PKI_CA_REVOKE)],
 ) -> ApprovalRequestDoc:
     """Ask for the ``ca.revoke`` approval of revoking this CA for ``reason``."""
     terms = ca_revoke_terms(acting_home(request, caller).pki.ca(ca_id), body.reason)
@@ -105,7 +101,7 @@ def revoke(
     request: Request,
     ca_id: CaPath,
     body: ApprovedRevocation,
-    caller: Annotated[Caller, _guard(Permission.PKI_CA_REVOKE)],
+    caller: Annotated[Caller, guard(Permission.PKI_CA_REVOKE)],
 ) -> CaDoc:
     """Revoke the CA by spending the approved ``ca.revoke`` request, once: it appears on its
     parent's CRL and issues nothing more."""

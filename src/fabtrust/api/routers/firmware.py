@@ -13,25 +13,21 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import APIRouter, Path, Query, Request
+from pydantic import BaseModel, Field
 
 from fabtrust.access.policy import ApprovalAction, Permission
 from fabtrust.access.service import Caller
-from fabtrust.api.auth import access_of, requires
+from fabtrust.api.auth import access_of, guard
 from fabtrust.api.bodies import bounded_route
 from fabtrust.api.deps import acting_home
-from fabtrust.api.schemas import ACCESS_ERRORS, ApprovalRequestDoc, Hex32
+from fabtrust.api.schemas import ACCESS_ERRORS, ApprovalRequestDoc, SpendApproval
 
 MAX_BODY_BYTES = 16 * 1024
 
 router = APIRouter(prefix="/firmware", tags=["firmware"], route_class=bounded_route(MAX_BODY_BYTES))
 
 ReleasePath = Annotated[str, Path(max_length=96, description="A release id (<product>-<version>).")]
-
-
-def _guard(permission: Permission) -> Any:
-    return Depends(requires(permission))
 
 
 class SignerApproval(BaseModel):
@@ -57,14 +53,9 @@ class ReleaseDoc(BaseModel):
     published_at: str | None
 
 
-class SpendApproval(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    approval: Hex32 = Field(description="The approved firmware.publish request to spend.")
-
-
 @router.get(
     "/releases",
-    dependencies=[_guard(Permission.FIRMWARE_READ)],
+    dependencies=[guard(Permission.FIRMWARE_READ)],
     response_model=list[ReleaseDoc],
     responses=ACCESS_ERRORS,
 )
@@ -76,7 +67,7 @@ def releases(
 
 @router.get(
     "/releases/{release_id}",
-    dependencies=[_guard(Permission.FIRMWARE_READ)],
+    dependencies=[guard(Permission.FIRMWARE_READ)],
     response_model=ReleaseDoc,
     responses=ACCESS_ERRORS,
 )
@@ -93,7 +84,7 @@ def release(request: Request, release_id: ReleasePath) -> ReleaseDoc:
 def ask_publication(
     request: Request,
     release_id: ReleasePath,
-    caller: Annotated[Caller, _guard(Permission.FIRMWARE_RELEASE_PUBLISH)],
+    caller: Annotated[Caller, guard(Permission.FIRMWARE_RELEASE_PUBLISH)],
 ) -> ApprovalRequestDoc:
     """Ask for the ``firmware.publish`` approval of this release's statement."""
     terms = acting_home(request, caller).releases.publish_terms(release_id)
@@ -108,7 +99,7 @@ def publish(
     request: Request,
     release_id: ReleasePath,
     body: SpendApproval,
-    caller: Annotated[Caller, _guard(Permission.FIRMWARE_RELEASE_PUBLISH)],
+    caller: Annotated[Caller, guard(Permission.FIRMWARE_RELEASE_PUBLISH)],
 ) -> ReleaseDoc:
     """Publish: the signers' approvals, succession and SBOM are checked, the MCUboot image is signed
     and encrypted, and the approved request is spent, once."""

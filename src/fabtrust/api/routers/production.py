@@ -14,17 +14,17 @@ travel by hand or by the station's own channel.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Path, Request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt
 
 from fabtrust.access.policy import ApprovalAction, Permission
 from fabtrust.access.service import Caller
-from fabtrust.api.auth import access_of, requires
+from fabtrust.api.auth import access_of, guard
 from fabtrust.api.bodies import bounded_route
 from fabtrust.api.deps import acting_home
-from fabtrust.api.schemas import ACCESS_ERRORS, ApprovalRequestDoc, Hex32
+from fabtrust.api.schemas import ACCESS_ERRORS, ApprovalRequestDoc, Hex32, SpendApproval
 from fabtrust.clock import rfc3339
 from fabtrust.production.oem import Order
 
@@ -34,10 +34,6 @@ router = APIRouter(prefix="/production", tags=["production"], route_class=bounde
 
 OrderPath = Annotated[str, Path(max_length=41, description="An order id.")]
 _IN = ConfigDict(extra="forbid")
-
-
-def _guard(permission: Permission) -> Any:
-    return Depends(requires(permission))
 
 
 class ProductDoc(BaseModel):
@@ -73,11 +69,6 @@ class CreateOrder(BaseModel):
     not_after: AwareDatetime
 
 
-class SpendApproval(BaseModel):
-    model_config = _IN
-    approval: Hex32 = Field(description="The approved request to spend.")
-
-
 class QuotaRaise(BaseModel):
     model_config = _IN
     quota: StrictInt = Field(ge=1, le=10_000_000, description="The order's new quota, all stations together.")
@@ -107,7 +98,7 @@ def _order_doc(order: Order) -> OrderDoc:
 
 @router.get(
     "/products",
-    dependencies=[_guard(Permission.PRODUCTION_READ)],
+    dependencies=[guard(Permission.PRODUCTION_READ)],
     response_model=list[ProductDoc],
     responses=ACCESS_ERRORS,
 )
@@ -117,7 +108,7 @@ def products(request: Request) -> list[ProductDoc]:
 
 @router.get(
     "/orders",
-    dependencies=[_guard(Permission.PRODUCTION_READ)],
+    dependencies=[guard(Permission.PRODUCTION_READ)],
     response_model=list[OrderDoc],
     responses=ACCESS_ERRORS,
 )
@@ -127,7 +118,7 @@ def orders(request: Request) -> list[OrderDoc]:
 
 @router.get(
     "/orders/{order_id}",
-    dependencies=[_guard(Permission.PRODUCTION_READ)],
+    dependencies=[guard(Permission.PRODUCTION_READ)],
     response_model=OrderDoc,
     responses=ACCESS_ERRORS,
 )
@@ -139,7 +130,7 @@ def order(request: Request, order_id: OrderPath) -> OrderDoc:
 def create_order(
     request: Request,
     body: CreateOrder,
-    caller: Annotated[Caller, _guard(Permission.PRODUCTION_ORDER_CREATE)],
+    caller: Annotated[Caller, guard(Permission.PRODUCTION_ORDER_CREATE)],
 ) -> OrderDoc:
     """An order for a published release; above the approval limit it awaits an approval."""
     made = acting_home(request, caller).production.create_order(
@@ -160,7 +151,7 @@ def create_order(
 def ask_order_approval(
     request: Request,
     order_id: OrderPath,
-    caller: Annotated[Caller, _guard(Permission.PRODUCTION_ORDER_APPROVE)],
+    caller: Annotated[Caller, guard(Permission.PRODUCTION_ORDER_APPROVE)],
 ) -> ApprovalRequestDoc:
     """Ask for the ``order.approve`` approval of this order's terms (k planners besides you)."""
     production = acting_home(request, caller).production
@@ -174,7 +165,7 @@ def approve_order(
     request: Request,
     order_id: OrderPath,
     body: SpendApproval,
-    caller: Annotated[Caller, _guard(Permission.PRODUCTION_ORDER_APPROVE)],
+    caller: Annotated[Caller, guard(Permission.PRODUCTION_ORDER_APPROVE)],
 ) -> OrderDoc:
     """Approve the order by spending its approved ``order.approve`` request, once."""
     ticket = access_of(request).ticket(caller, body.approval)
@@ -191,7 +182,7 @@ def ask_quota_raise(
     request: Request,
     order_id: OrderPath,
     body: QuotaRaise,
-    caller: Annotated[Caller, _guard(Permission.PRODUCTION_QUOTA_RAISE)],
+    caller: Annotated[Caller, guard(Permission.PRODUCTION_QUOTA_RAISE)],
 ) -> ApprovalRequestDoc:
     """Ask for the ``quota.raise`` approval of raising this order's quota to ``quota``."""
     production = acting_home(request, caller).production
@@ -205,7 +196,7 @@ def raise_quota(
     request: Request,
     order_id: OrderPath,
     body: QuotaRaiseApproved,
-    caller: Annotated[Caller, _guard(Permission.PRODUCTION_QUOTA_RAISE)],
+    caller: Annotated[Caller, guard(Permission.PRODUCTION_QUOTA_RAISE)],
 ) -> OrderDoc:
     """Raise the quota by spending the approved ``quota.raise`` request for this raise, once."""
     ticket = access_of(request).ticket(caller, body.approval)
