@@ -13,7 +13,7 @@ from sqlalchemy import delete, select
 
 from fabtrust.errors import Conflict, InvalidInput, NotFound, VerificationFailed
 from fabtrust.store.engine import Store, sqlite_url
-from fabtrust.store.tables import log_bundles, log_tiles
+from fabtrust.store.tables import log_bundles, log_pieces, log_tiles
 from fabtrust.tlog import merkle, proofs
 from fabtrust.tlog.checkpoint import Ed25519NoteSigner, NoteVerifier, open_checkpoint, verifier_key
 from fabtrust.tlog.log import TILE_WIDTH, MerkleLog
@@ -144,7 +144,8 @@ def test_a_failed_batch_leaves_no_trace(store: Store, log: MerkleLog, signer: Ed
     assert log.latest_checkpoint() == before
     with store.read() as conn:
         bundles = conn.execute(select(log_bundles.c.idx)).scalars().all()
-    assert sorted(bundles) == [0, 1]
+        pieces = conn.execute(select(log_pieces.c.start)).scalars().all()
+    assert (sorted(bundles), sorted(pieces)) == ([0], [256])
     cp = log.append(entries(300, 500))
     assert cp.root == naive_root(entries(0, 800))
 

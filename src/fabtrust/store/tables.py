@@ -4,7 +4,9 @@ Log tables follow the transparency-log vocabulary (RFC 9162, C2SP tlog-tiles): a
 (size and the right-edge frontier of its Merkle tree), entry bundles (256 entries a row, each
 prefixed by its length as a big-endian uint16, as C2SP tlog-tiles entry bundles), tiles (hashes of
 complete subtrees, 256 per tile, one tile level per 8 tree levels) and the signed checkpoint
-written for every integrated batch. The right-most bundle and tiles are partial and grow in place.
+written for every integrated batch. The right-most tiles are partial and grow in place; the
+right-most bundle, while partial, is kept as the pieces its appends added (one row per append) and
+becomes one bundle row when it fills up, so that an append writes its own entries only.
 """
 
 from __future__ import annotations
@@ -73,6 +75,16 @@ log_bundles = Table(
     Column("idx", BigInteger, primary_key=True, autoincrement=False),
     Column("entries", LargeBinary, nullable=False),
     sqlite_with_rowid=False,
+)
+
+# the partial right-most bundle: each append's entries in bundle encoding, keyed by the log index
+# of the first one (a rowid table: pieces are of any size, up to a batch's entries)
+log_pieces = Table(
+    "log_pieces",
+    metadata,
+    Column("log_id", Integer, ForeignKey("log_heads.log_id"), primary_key=True),
+    Column("start", BigInteger, primary_key=True, autoincrement=False),
+    Column("entries", LargeBinary, nullable=False),
 )
 
 log_tiles = Table(

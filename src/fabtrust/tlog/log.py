@@ -1,12 +1,16 @@
 """A persistent, append-only Merkle log (RFC 9162 hashing) with a signed checkpoint per batch.
 
 Storage (``fabtrust.store.tables``) follows C2SP tlog-tiles. Entries are kept in bundles of 256,
-each entry prefixed by its length. Tile level ``L`` holds, for every
+each entry prefixed by its length; the right-most bundle, while partial, as the pieces its appends
+added (so an append writes only its own entries, never the bundle it grows; a station appending
+one device at a time would otherwise re-write up to 255 entries per device), folded into one
+bundle row when it fills up. Tile level ``L`` holds, for every
 complete subtree of height ``8L``, its hash; 256 hashes a tile, the right-most tile of each level
 partial and rewritten as it grows (a tile's hashes only ever grow, so any older tree size reads a
 prefix of it). The head row keeps the log's size and the frontier of its tree (the roots of its
 maximal complete subtrees), so an append reads O(log n) bytes, hashes only the new leaves and
-their new parents, and writes one row per 256 entries plus a handful of tile rows. Any proof needs
+their new parents, and writes its entries (one piece, and a bundle row per 256) plus a handful
+of tile rows. Any proof needs
 O(log n) node hashes from a few tiles; a tile is read once, expanded into its inner nodes
 and cached (about 16 KiB each; 4096 tiles by default).
 
@@ -25,13 +29,13 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Insert, Table, bindparam, select
+from sqlalchemy import Connection, Insert, Table, bindparam, literal, select, union_all
 from sqlalchemy.dialects import postgresql, sqlite
 
 from fabtrust.clock import Clock, system_clock
 from fabtrust.errors import Conflict, InvalidInput, NotFound, VerificationFailed
 from fabtrust.store.engine import Store
-from fabtrust.store.tables import log_bundles, log_checkpoints, log_heads, log_tiles
+from fabtrust.store.tables import log_bundles, log_checkpoints, log_heads, log_pieces, log_tiles
 from fabtrust.tlog import merkle
 from fabtrust.tlog.checkpoint import Checkpoint, NoteSigner, sign_checkpoint
 
@@ -141,6 +145,17 @@ def _decode_bundle(blob: bytes) -> list[bytes]:
     return out
 
 
+def _decode_run(rows: Sequence[Any], first: int) -> list[bytes]:
+    """The entries of stored bundles and pieces ``rows`` (each by its first entry's log index),
+    which must run on from index ``first`` without a gap or an overlap."""
+    out: list[bytes] = []
+    for row in rows:
+        if row.start != first + len(out):
+            raise Conflict("log entry bundles are missing or overlap (store damaged)")
+        out.extend(_decode_bundle(bytes(row.entries)))
+    return out
+
+
 class MerkleLog:
     """One named log (its checkpoint origin) in a store."""
 
@@ -183,9 +198,24 @@ class MerkleLog:
             .values(size=bindparam("b_size"), frontier=bindparam("b_frontier"))
         )
         self._insert_checkpoint = log_checkpoints.insert()
-        self._bundle_stmt = select(log_bundles.c.entries).where(
-            log_bundles.c.log_id == bindparam("log_id"), log_bundles.c.idx == bindparam("idx")
+        self._insert_piece = log_pieces.insert()
+        self._delete_pieces = log_pieces.delete().where(
+            log_pieces.c.log_id == bindparam("b_log_id"), log_pieces.c.start >= bindparam("b_from")
         )
+        # one statement, so one snapshot on every engine: complete bundles and the partial one's
+        # pieces, by the log index of their first entry (an append may fold the pieces meanwhile)
+        self._stored_entries = union_all(
+            select((log_bundles.c.idx * TILE_WIDTH).label("start"), log_bundles.c.entries).where(
+                log_bundles.c.log_id == bindparam("log_id"),
+                log_bundles.c.idx >= bindparam("first"),
+                log_bundles.c.idx <= bindparam("last"),
+            ),
+            select(log_pieces.c.start, log_pieces.c.entries).where(
+                log_pieces.c.log_id == bindparam("log_id"),
+                log_pieces.c.start >= bindparam("first") * literal(TILE_WIDTH),
+                log_pieces.c.start < bindparam("end"),
+            ),
+        ).order_by("start")
         self._tile_stmt = select(log_tiles.c.hashes).where(
             log_tiles.c.log_id == bindparam("log_id"),
             log_tiles.c.level == bindparam("level"),
@@ -256,14 +286,19 @@ class MerkleLog:
             edge = _Edge(size, old_frontier, None, {})
         frontier, runs = merkle.frontier_extend_runs(size, _split(old_frontier), leaf_hashes, TILE_HEIGHT)
         new_size = size + len(entries)
-        bundles, edge_bundle = self._updated_bundles(conn, size, entries, edge.bundle)
+        bundles, piece, edge_bundle = self._updated_bundles(conn, size, entries, edge.bundle)
         tiles, edge_tiles = self._updated_tiles(conn, size, runs, edge.tiles)
         cp = Checkpoint(self.origin, new_size, merkle.frontier_root(frontier))
         note = sign_checkpoint(cp, signer)
         new_frontier = b"".join(frontier)
-        conn.execute(
-            self._upsert_bundle, [{"log_id": log_id, "idx": i, "entries": b} for i, b in bundles.items()]
-        )
+        if bundles:
+            conn.execute(
+                self._upsert_bundle, [{"log_id": log_id, "idx": i, "entries": b} for i, b in bundles.items()]
+            )
+            if size % TILE_WIDTH:  # the bundle that was partial is complete: its pieces are in it now
+                conn.execute(self._delete_pieces, {"b_log_id": log_id, "b_from": size - size % TILE_WIDTH})
+        if piece is not None:
+            conn.execute(self._insert_piece, {"log_id": log_id, "start": piece[0], "entries": piece[1]})
         conn.execute(
             self._upsert_tile,
             [{"log_id": log_id, "level": lvl, "idx": i, "hashes": b} for (lvl, i), b in tiles.items()],
@@ -280,27 +315,41 @@ class MerkleLog:
 
     def _updated_bundles(
         self, conn: Connection, old_size: int, entries: Sequence[bytes], known_partial: bytes | None
-    ) -> tuple[dict[int, bytes], bytes]:
-        """New contents of every entry bundle the entries land in, and the new partial bundle."""
+    ) -> tuple[dict[int, bytes], tuple[int, bytes] | None, bytes | None]:
+        """What the entries add to the stored bundles: the bundles they complete (by index), the
+        piece they leave in the new partial bundle (the log index of its first entry, and its
+        encoding) and the whole new partial bundle's encoding (None where not known here).
+
+        ``known_partial``: the partial bundle at ``old_size`` as this process's last append left
+        it; the pieces are read only if a bundle completes and it is not known."""
         bundle_idx, offset = divmod(old_size, TILE_WIDTH)
+        encoded = [len(body).to_bytes(2, "big") + body for body in entries]
+        take = TILE_WIDTH - offset
+        if len(encoded) < take:  # the partial bundle stays partial
+            piece = b"".join(encoded)
+            return {}, (old_size, piece), None if known_partial is None else known_partial + piece
         prefix = b""
         if offset:
-            prefix = known_partial if known_partial is not None else self._read_bundle(conn, bundle_idx)
-        encoded = [len(body).to_bytes(2, "big") + body for body in entries]
-        result: dict[int, bytes] = {}
-        take = TILE_WIDTH - offset
-        result[bundle_idx] = prefix + b"".join(encoded[:take])
-        for start in range(take, len(encoded), TILE_WIDTH):
+            prefix = known_partial if known_partial is not None else self._read_partial(conn, old_size)
+        complete = {bundle_idx: prefix + b"".join(encoded[:take])}
+        first = take
+        while len(encoded) - first >= TILE_WIDTH:
             bundle_idx += 1
-            result[bundle_idx] = b"".join(encoded[start : start + TILE_WIDTH])
-        partial = b"" if (old_size + len(entries)) % TILE_WIDTH == 0 else result[bundle_idx]
-        return result, partial
+            complete[bundle_idx] = b"".join(encoded[first : first + TILE_WIDTH])
+            first += TILE_WIDTH
+        if first == len(encoded):
+            return complete, None, b""
+        piece = b"".join(encoded[first:])
+        return complete, (old_size + first, piece), piece
 
-    def _read_bundle(self, conn: Connection, bundle_idx: int) -> bytes:
-        blob = conn.execute(self._bundle_stmt, {"log_id": self._log_id, "idx": bundle_idx}).scalar()
-        if blob is None:
-            raise Conflict("log entry bundle missing (store damaged)")
-        return bytes(blob)
+    def _read_partial(self, conn: Connection, size: int) -> bytes:
+        """The partial bundle of a log of ``size`` entries (its pieces, in order), checked whole."""
+        first = size // TILE_WIDTH
+        params = {"log_id": self._log_id, "first": first, "last": first - 1, "end": size}
+        rows = conn.execute(self._stored_entries, params).all()
+        if first * TILE_WIDTH + len(_decode_run(rows, first * TILE_WIDTH)) != size:
+            raise Conflict("log entry pieces disagree with the log head (store damaged)")
+        return b"".join(bytes(row.entries) for row in rows)
 
     def _updated_tiles(
         self,
@@ -390,25 +439,14 @@ class MerkleLog:
             raise InvalidInput(f"entry range [{start}, {end}) is outside the log (size {size})")
         if end - start > MAX_ENTRIES_PER_READ:
             raise InvalidInput(f"at most {MAX_ENTRIES_PER_READ} entries per read")
-        first, last = start // TILE_WIDTH, (end - 1) // TILE_WIDTH
+        first = start // TILE_WIDTH
+        params = {"log_id": self._log_id, "first": first, "last": (end - 1) // TILE_WIDTH, "end": end}
         with self._store.read() as conn:
-            rows = conn.execute(
-                select(log_bundles.c.idx, log_bundles.c.entries)
-                .where(
-                    log_bundles.c.log_id == self._log_id,
-                    log_bundles.c.idx >= first,
-                    log_bundles.c.idx <= last,
-                )
-                .order_by(log_bundles.c.idx)
-            ).all()
-        if [r.idx for r in rows] != list(range(first, last + 1)):
-            raise Conflict("log entry bundles are missing (store damaged)")
-        result: list[bytes] = []
-        for row in rows:
-            result.extend(_decode_bundle(bytes(row.entries)))
-        skip = start - first * TILE_WIDTH
-        if len(result) < skip + (end - start):
+            rows = conn.execute(self._stored_entries, params).all()
+        result = _decode_run(rows, first * TILE_WIDTH)
+        if first * TILE_WIDTH + len(result) < end:
             raise Conflict("log entry bundles hold fewer entries than the log head says (store damaged)")
+        skip = start - first * TILE_WIDTH
         return result[skip : skip + (end - start)]
 
     def iter_entries(self, end: int, chunk: int = MAX_ENTRIES_PER_READ) -> Iterator[bytes]:
