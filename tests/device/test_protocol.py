@@ -90,6 +90,26 @@ def test_signed_payload_is_the_document_without_its_signature() -> None:
     assert response.signed_payload() == canonical_json(expected)
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    chain=st.lists(st.binary(min_size=1, max_size=40), min_size=1, max_size=8),
+    csr=st.binary(min_size=1, max_size=60),
+    signature=st.binary(min_size=1, max_size=80),
+    uid=st.text("0123456789abcdef", min_size=16, max_size=16),
+)
+def test_a_parsed_response_signs_what_a_built_one_signs(
+    chain: list[bytes], csr: bytes, signature: bytes, uid: str
+) -> None:
+    """A parsed response takes its signed payload from the received bytes, not a new encoding:
+    it is exactly what the document encodes without its signature."""
+    built = GenuinenessResponse(uid, bytes(32), csr, b"spki", tuple(chain), signature)
+    parsed = GenuinenessResponse.parse(built.to_json())
+    assert parsed == built
+    expected = _obj(built)
+    del expected["signature"]
+    assert parsed.signed_payload() == built.signed_payload() == canonical_json(expected)
+
+
 def test_secrets_info_binds_the_chip_uid() -> None:
     assert secrets_info(UID) == b"fabtrust device secrets v1|" + UID.encode()
 

@@ -50,6 +50,7 @@ from fabtrust.crypto.encoding import b64, unb64
 from fabtrust.crypto.keys import (
     KeyType,
     KeyUsage,
+    PublicKey,
     check_usage,
     key_id,
     key_type_of,
@@ -292,14 +293,21 @@ class GenuinenessResponse:
 
     def signed_payload(self) -> bytes:
         """Canonical JSON (RFC 8785) of this document without its ``signature`` member."""
-        return _encode(self, self.FORMAT, without="signature")
+        parsed: bytes | None = self.__dict__.get("_signed_payload")
+        return parsed if parsed is not None else _encode(self, self.FORMAT, without="signature")
 
     def to_json(self) -> bytes:
         return _encode(self, self.FORMAT)
 
     @classmethod
     def parse(cls, raw: bytes) -> GenuinenessResponse:
-        return cls(**_decode(raw, cls.FORMAT, cls))
+        response = cls(**_decode(raw, cls.FORMAT, cls))
+        # ``raw`` is canonical, and ``signature`` sorts last among the members: the signed payload
+        # is ``raw`` without its last member, which a station need not encode again
+        cut = raw.rfind(b',"signature":"')
+        if cut > 0 and raw.endswith(b'"}'):
+            object.__setattr__(response, "_signed_payload", raw[:cut] + b"}")
+        return response
 
 
 @dataclass(frozen=True)
@@ -410,6 +418,7 @@ class GenuineChip:
     birth_key_id: str
     csr: x509.CertificateSigningRequest
     sealing_key: bytes
+    csr_key: PublicKey  # the request's public key (a signing key of a type fabtrust supports)
 
 
 def _spki(certificate: x509.Certificate) -> bytes:
@@ -518,7 +527,8 @@ def verify_genuineness(
         raise InvalidInput("certificate request is not a DER PKCS#10 request") from None
     if not csr.is_signature_valid:
         raise VerificationFailed("certificate request's self-signature does not verify")
-    check_usage(key_type_of(supported_public_key(csr.public_key())), KeyUsage.SIGN)
+    csr_key = supported_public_key(csr.public_key())
+    check_usage(key_type_of(csr_key), KeyUsage.SIGN)
     # RFC 2986 4.1 attributes / RFC 2985 5.4.1 challengePassword: here it carries the challenge
     # nonce in lowercase hex, binding the new identity key to this one challenge.
     try:
@@ -539,6 +549,7 @@ def verify_genuineness(
         birth_key_id=key_id(birth_spki),
         csr=csr,
         sealing_key=response.sealing_key,
+        csr_key=csr_key,
     )
 
 

@@ -164,6 +164,27 @@ class IssuerView:
         except x509.ExtensionNotFound:
             return None
 
+    @functools.cached_property
+    def subtrees(self) -> tuple[tuple[bool, tuple[str, ...], tuple[str, ...]], ...]:
+        """The name constraints as (permitted?, URI host bases, DNS bases), lower-cased once (DNS
+        bases without a leading dot) for the many names checked against them."""
+        nc = self.name_constraints
+        if nc is None:
+            return ()
+        out = []
+        for subtrees, permit in ((nc.permitted_subtrees, True), (nc.excluded_subtrees, False)):
+            if subtrees is not None:
+                uris = tuple(
+                    g.value.lower() for g in subtrees if isinstance(g, x509.UniformResourceIdentifier)
+                )
+                dns = tuple(g.value.lower().lstrip(".") for g in subtrees if isinstance(g, x509.DNSName))
+                out.append((permit, uris, dns))
+        return tuple(out)
+
+    @property
+    def who(self) -> str:
+        return self.name or self.certificate.subject.rfc4514_string()
+
 
 def subject_name(profile: Profile, attributes: Mapping[str, str]) -> x509.Name:
     unknown = set(attributes) - set(_ATTRIBUTES)
@@ -248,16 +269,16 @@ def san_entries(profile: Profile, request: NameRequest) -> list[x509.GeneralName
 
 
 def _host_within(host: str, base: str) -> bool:
-    """RFC 5280 4.2.1.10: a URI constraint names a host; ".example.com" means any host below it."""
-    base = base.lower()
+    """RFC 5280 4.2.1.10: a URI constraint names a host; ".example.com" means any host below it
+    (``base`` lower-cased)."""
     if base.startswith("."):
         return host.endswith(base)
     return host == base
 
 
 def _dns_within(name: str, base: str) -> bool:
-    """RFC 5280 4.2.1.10: a DNS constraint is satisfied by the name itself or any name below it."""
-    base = base.lower().lstrip(".")
+    """RFC 5280 4.2.1.10: a DNS constraint is satisfied by the name itself or any name below it
+    (``base`` lower-cased, without a leading dot)."""
     return name == base or name.endswith("." + base)
 
 
@@ -266,20 +287,14 @@ def check_name_constraints(chain: Sequence[IssuerView], request: NameRequest) ->
     hosts = [_uri_host(u) for u in request.uris]
     dns = [check_dns_name(d) for d in request.dns]
     for issuer in chain:
-        nc = issuer.name_constraints
-        if nc is None:
-            continue
-        who = issuer.name or issuer.certificate.subject.rfc4514_string()
-        for subtrees, permit in ((nc.permitted_subtrees, True), (nc.excluded_subtrees, False)):
-            if subtrees is None:
-                continue
-            uri_bases = [g.value for g in subtrees if isinstance(g, x509.UniformResourceIdentifier)]
-            dns_bases = [g.value for g in subtrees if isinstance(g, x509.DNSName)]
+        for permit, uri_bases, dns_bases in issuer.subtrees:
             for host in hosts:
                 if permit and uri_bases and not any(_host_within(host, b) for b in uri_bases):
-                    raise PolicyViolation(f"URI host {host} is outside the name constraints of {who}")
+                    raise PolicyViolation(f"URI host {host} is outside the name constraints of {issuer.who}")
                 if not permit and any(_host_within(host, b) for b in uri_bases):
-                    raise PolicyViolation(f"URI host {host} is excluded by the name constraints of {who}")
+                    raise PolicyViolation(
+                        f"URI host {host} is excluded by the name constraints of {issuer.who}"
+                    )
             if not uri_bases and dns_bases:
                 # fabtrust policy, stricter than RFC 5280 (which matches URIs only against URI
                 # subtrees): where a CA constrains DNS names only, the hosts of the URIs it certifies
@@ -287,14 +302,20 @@ def check_name_constraints(chain: Sequence[IssuerView], request: NameRequest) ->
                 # implements them (cryptography's refuses URI constraints), and this keeps URIs bound.
                 for host in hosts:
                     if permit and not any(_dns_within(host, b) for b in dns_bases):
-                        raise PolicyViolation(f"URI host {host} is outside the name constraints of {who}")
+                        raise PolicyViolation(
+                            f"URI host {host} is outside the name constraints of {issuer.who}"
+                        )
                     if not permit and any(_dns_within(host, b) for b in dns_bases):
-                        raise PolicyViolation(f"URI host {host} is excluded by the name constraints of {who}")
+                        raise PolicyViolation(
+                            f"URI host {host} is excluded by the name constraints of {issuer.who}"
+                        )
             for name in dns:
                 if permit and dns_bases and not any(_dns_within(name, b) for b in dns_bases):
-                    raise PolicyViolation(f"DNS name {name} is outside the name constraints of {who}")
+                    raise PolicyViolation(f"DNS name {name} is outside the name constraints of {issuer.who}")
                 if not permit and any(_dns_within(name, b) for b in dns_bases):
-                    raise PolicyViolation(f"DNS name {name} is excluded by the name constraints of {who}")
+                    raise PolicyViolation(
+                        f"DNS name {name} is excluded by the name constraints of {issuer.who}"
+                    )
 
 
 def check_chain(chain: Sequence[IssuerView], profile: Profile, now: datetime) -> None:
