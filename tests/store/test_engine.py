@@ -10,7 +10,7 @@ from sqlalchemy import create_engine, inspect, text
 from fabtrust.errors import InvalidInput, Unavailable
 from fabtrust.store.engine import WAL_CHECKPOINT_PAGES, Store, head_revision, parse_db_url, redact, sqlite_url
 
-TABLES = {"alembic_version", "log_heads", "log_bundles", "log_tiles", "log_checkpoints"}
+TABLES = {"alembic_version", "log_heads", "log_pieces", "log_tiles", "log_checkpoints"}
 
 
 def test_open_applies_every_migration(db_url: str) -> None:

@@ -1,6 +1,6 @@
-"""The partial right-most bundle kept as pieces, one per append (migration 0008): an append writes
-its own entries only, the pieces fold into one bundle row when it fills up, readers see one
-consistent run of entries, damage is reported, and migration 0008 moves partial bundles both ways."""
+"""Log entries stored as the pieces their appends made (migration 0008): an append writes its own
+entries once, split at bundle boundaries; readers see one consistent run of entries; damage is
+reported; migration 0008 turns bundle rows into pieces and back."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from cryptography.hazmat.primitives.asymmetric import ed25519
-from sqlalchemy import create_engine, delete, select
+from sqlalchemy import create_engine, delete, select, text
 
 from fabtrust.errors import Conflict
 from fabtrust.store import tables
 from fabtrust.store.engine import Store, _alembic_config, head_revision, parse_db_url
-from fabtrust.store.tables import log_bundles, log_heads, log_pieces
+from fabtrust.store.tables import log_heads, log_pieces
 from fabtrust.tlog import merkle
 from fabtrust.tlog.checkpoint import Ed25519NoteSigner
 from fabtrust.tlog.log import TILE_WIDTH, MerkleLog
@@ -44,62 +44,50 @@ def bundle(entries: list[bytes]) -> bytes:
     return b"".join(len(e).to_bytes(2, "big") + e for e in entries)
 
 
-def stored(store: Store) -> tuple[list[int], dict[int, bytes]]:
+def pieces(store: Store) -> dict[int, bytes]:
     with store.read() as conn:
-        indices = sorted(conn.execute(select(log_bundles.c.idx)).scalars())
-        pieces = {int(r.start): bytes(r.entries) for r in conn.execute(select(log_pieces))}
-    return indices, pieces
+        return {int(r.start): bytes(r.entries) for r in conn.execute(select(log_pieces))}
 
 
 def root(entries: list[bytes]) -> bytes:
     return merkle.root_from_leaf_hashes([merkle.leaf_hash(e) for e in entries])
 
 
-def test_one_entry_per_append_writes_one_piece_each_and_folds_full_bundles(
-    store: Store, signer: Ed25519NoteSigner
+@pytest.mark.parametrize(
+    "batches",
+    [[1] * 300, [50] * 12, [255, 2, 600, 1], [256, 256, 3]],
+    ids=["one-at-a-time", "batches-of-50", "across-bundles", "on-boundaries"],
+)
+def test_each_append_writes_its_entries_once_split_at_bundle_boundaries(
+    store: Store, signer: Ed25519NoteSigner, batches: list[int]
 ) -> None:
     log = MerkleLog.create(store, ORIGIN, signer)
-    written = bodies(0, 2 * TILE_WIDTH + 90)
-    for body in written:
-        log.append([body])
-    indices, pieces = stored(store)
-    assert indices == [0, 1]  # two full bundles, no partial one among them
-    # the partial bundle: one piece per append, each holding exactly its own entry
-    assert pieces == {2 * TILE_WIDTH + i: bundle([written[2 * TILE_WIDTH + i]]) for i in range(90)}
+    written: list[bytes] = []
+    expected: dict[int, bytes] = {}
+    for n in batches:
+        new = bodies(len(written), n)
+        log.append(new)
+        start, end = len(written), len(written) + n
+        while start < end:  # one piece per bundle the append lands in
+            stop = min(end, (start // TILE_WIDTH + 1) * TILE_WIDTH)
+            expected[start] = bundle(new[start - len(written) : stop - len(written)])
+            start = stop
+        written += new
+    assert pieces(store) == expected
+    assert sum(len(p) for p in expected.values()) == len(bundle(written))  # nothing written twice
     assert list(log.iter_entries(len(written))) == written
-    assert (
-        log.entries(2 * TILE_WIDTH + 3, 2 * TILE_WIDTH + 9)
-        == written[2 * TILE_WIDTH + 3 : 2 * TILE_WIDTH + 9]
-    )
+    for start in (0, 1, 255, 256, len(written) - 7):
+        if 0 <= start < len(written):
+            end = min(len(written), start + 300)
+            assert log.entries(start, end) == written[start:end]
     assert log.latest_checkpoint().root == root(written)
     proof = log.inclusion_proof(len(written) - 1)
     proof.verify()
     assert proof.leaf_hash == merkle.leaf_hash(written[-1])
 
 
-def test_a_writer_without_the_edge_folds_the_pieces_it_reads(store: Store, signer: Ed25519NoteSigner) -> None:
-    first = MerkleLog.create(store, ORIGIN, signer)
-    written = bodies(0, 200)
-    for start in range(0, 200, 20):
-        first.append(written[start : start + 20])
-    other = MerkleLog(store, ORIGIN, signer)  # a second process: no cached partial bundle
-    more = bodies(200, TILE_WIDTH + 70)
-    cp = other.append(more)
-    written += more
-    assert cp.root == root(written)
-    indices, pieces = stored(store)
-    assert indices == [0, 1]
-    assert pieces == {2 * TILE_WIDTH: bundle(written[2 * TILE_WIDTH :])}
-    assert list(first.iter_entries(len(written))) == written
-    # and the first writer, whose cached edge is stale now, appends on top correctly
-    last = bodies(len(written), 3)
-    assert first.append(last).root == root(written + last)
-
-
 @pytest.mark.parametrize("where", ["first", "middle", "last"])
-def test_a_missing_piece_is_reported_and_a_fold_over_it_changes_nothing(
-    store: Store, signer: Ed25519NoteSigner, where: str
-) -> None:
+def test_a_missing_piece_is_reported(store: Store, signer: Ed25519NoteSigner, where: str) -> None:
     log = MerkleLog.create(store, ORIGIN, signer)
     for start in range(0, 250, 10):
         log.append(bodies(start, 10))
@@ -108,12 +96,24 @@ def test_a_missing_piece_is_reported_and_a_fold_over_it_changes_nothing(
         conn.execute(delete(log_pieces).where(log_pieces.c.start == lost))
     with pytest.raises(Conflict, match="store damaged"):
         log.entries(0, 250)
-    before = log.latest_checkpoint()
-    fresh = MerkleLog(store, ORIGIN, signer)  # reads the pieces to fold them
     with pytest.raises(Conflict, match="store damaged"):
-        fresh.append(bodies(250, 10))
-    assert fresh.latest_checkpoint() == before
-    assert stored(store)[0] == []
+        log.entries(lost, lost + 1)
+
+
+def test_overlapping_pieces_are_reported(store: Store, signer: Ed25519NoteSigner) -> None:
+    log = MerkleLog.create(store, ORIGIN, signer)
+    log.append(bodies(0, 20))
+    with store.write() as conn:  # a forged piece inside the first one
+        conn.execute(log_pieces.insert().values(log_id=log.log_id, start=5, entries=bundle([b"forged"])))
+    with pytest.raises(Conflict, match="store damaged"):
+        log.entries(0, 20)
+
+
+def test_the_migrated_log_tables_are_the_declared_ones(store: Store) -> None:
+    with store.engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        diff = [d for d in compare_metadata(context, tables.metadata) if "log_" in repr(d)]
+    assert diff == []
 
 
 def _migrate(url: str, action: str, revision: str) -> None:
@@ -125,16 +125,7 @@ def _migrate(url: str, action: str, revision: str) -> None:
         engine.dispose()
 
 
-def test_the_migrated_log_tables_are_the_declared_ones(store: Store) -> None:
-    with store.engine.connect() as conn:
-        context = MigrationContext.configure(conn, opts={"compare_type": True})
-        diff = [d for d in compare_metadata(context, tables.metadata) if "log_" in repr(d)]
-    assert diff == []
-
-
-def test_migration_0008_moves_partial_bundles_to_pieces_and_back(
-    db_url: str, signer: Ed25519NoteSigner
-) -> None:
+def test_migration_0008_turns_bundles_into_pieces_and_back(db_url: str, signer: Ed25519NoteSigner) -> None:
     store = Store.open(db_url)
     log = MerkleLog.create(store, ORIGIN, signer)
     written = bodies(0, TILE_WIDTH + 44)
@@ -142,28 +133,31 @@ def test_migration_0008_moves_partial_bundles_to_pieces_and_back(
         log.append(written[start : start + 50])
     other = MerkleLog.create(store, "other.fabtrust.local/log", signer)
     exact = bodies(0, TILE_WIDTH)
-    other.append(exact)  # a log ending on a bundle boundary: nothing partial to move
+    other.append(exact)
     store.close()
 
-    _migrate(db_url, "downgrade", "0007")  # the layout before 0008: the partial bundle in one row
+    _migrate(db_url, "downgrade", "0007")  # the layout before 0008: one row per bundle
     engine = create_engine(parse_db_url(db_url))
     with engine.connect() as conn:
-        rows = conn.execute(select(log_bundles.c.log_id, log_bundles.c.idx, log_bundles.c.entries)).all()
+        rows = conn.execute(text("SELECT log_id, idx, entries FROM log_bundles")).all()
         heads = dict(conn.execute(select(log_heads.c.origin, log_heads.c.log_id)).all())
     engine.dispose()
-    by_key = {(r.log_id, r.idx): bytes(r.entries) for r in rows}
-    assert by_key == {
+    assert {(r.log_id, r.idx): bytes(r.entries) for r in rows} == {
         (heads[ORIGIN], 0): bundle(written[:TILE_WIDTH]),
         (heads[ORIGIN], 1): bundle(written[TILE_WIDTH:]),
         (heads[other.origin], 0): bundle(exact),
     }
 
-    store = Store.open(db_url)  # upgrades to the head again
+    store = Store.open(db_url)  # upgrades to the head again: each bundle one piece
     try:
         assert store.schema_revision() == head_revision()
-        indices, pieces = stored(store)
-        assert indices == [0, 0]  # one full bundle per log
-        assert pieces == {TILE_WIDTH: bundle(written[TILE_WIDTH:])}
+        with store.read() as conn:
+            stored = {(r.log_id, r.start): bytes(r.entries) for r in conn.execute(select(log_pieces))}
+        assert stored == {
+            (heads[ORIGIN], 0): bundle(written[:TILE_WIDTH]),
+            (heads[ORIGIN], TILE_WIDTH): bundle(written[TILE_WIDTH:]),
+            (heads[other.origin], 0): bundle(exact),
+        }
         again = MerkleLog(store, ORIGIN, signer)
         assert list(again.iter_entries(len(written))) == written
         more = bodies(len(written), TILE_WIDTH)

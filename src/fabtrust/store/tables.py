@@ -1,12 +1,12 @@
 """All tables, in one metadata. Alembic migrations under ``migrations/versions`` create them.
 
 Log tables follow the transparency-log vocabulary (RFC 9162, C2SP tlog-tiles): a log has a head
-(size and the right-edge frontier of its Merkle tree), entry bundles (256 entries a row, each
-prefixed by its length as a big-endian uint16, as C2SP tlog-tiles entry bundles), tiles (hashes of
-complete subtrees, 256 per tile, one tile level per 8 tree levels) and the signed checkpoint
-written for every integrated batch. The right-most tiles are partial and grow in place; the
-right-most bundle, while partial, is kept as the pieces its appends added (one row per append) and
-becomes one bundle row when it fills up, so that an append writes its own entries only.
+(size and the right-edge frontier of its Merkle tree), entries, tiles (hashes of complete subtrees,
+256 per tile, one tile level per 8 tree levels) and the signed checkpoint written for every
+integrated batch. Entries are stored once, as the pieces their appends made (an append's entries
+within one entry bundle of 256, each prefixed by its length as a big-endian uint16, as C2SP
+tlog-tiles entry bundles); a bundle is its pieces in order. The right-most tiles are partial and
+grow in place.
 """
 
 from __future__ import annotations
@@ -68,17 +68,8 @@ log_heads = Table(
     Column("created_at", UtcDateTime(), nullable=False),
 )
 
-log_bundles = Table(
-    "log_bundles",
-    metadata,
-    Column("log_id", Integer, ForeignKey("log_heads.log_id"), primary_key=True),
-    Column("idx", BigInteger, primary_key=True, autoincrement=False),
-    Column("entries", LargeBinary, nullable=False),
-    sqlite_with_rowid=False,
-)
-
-# the partial right-most bundle: each append's entries in bundle encoding, keyed by the log index
-# of the first one (a rowid table: pieces are of any size, up to a batch's entries)
+# entries, as the pieces appends made: the entries one append added to one bundle of 256, in bundle
+# encoding, by the log index of the first (a rowid table: a piece holds 1 to 256 entries)
 log_pieces = Table(
     "log_pieces",
     metadata,

@@ -1,16 +1,16 @@
 """A persistent, append-only Merkle log (RFC 9162 hashing) with a signed checkpoint per batch.
 
-Storage (``fabtrust.store.tables``) follows C2SP tlog-tiles. Entries are kept in bundles of 256,
-each entry prefixed by its length; the right-most bundle, while partial, as the pieces its appends
-added (so an append writes only its own entries, never the bundle it grows; a station appending
-one device at a time would otherwise re-write up to 255 entries per device), folded into one
-bundle row when it fills up. Tile level ``L`` holds, for every
+Storage (``fabtrust.store.tables``) follows C2SP tlog-tiles for the tree. Entries are written once,
+as the pieces their appends made: each piece holds the entries one append added to one bundle of
+256 (C2SP's entry bundle: each entry prefixed by its length), so a bundle is its pieces in order,
+and an append writes its own entries only, never the bundle it grows (a station appending one
+device at a time would otherwise re-write up to 255 entries per device). Tile level ``L`` holds, for every
 complete subtree of height ``8L``, its hash; 256 hashes a tile, the right-most tile of each level
 partial and rewritten as it grows (a tile's hashes only ever grow, so any older tree size reads a
 prefix of it). The head row keeps the log's size and the frontier of its tree (the roots of its
 maximal complete subtrees), so an append reads O(log n) bytes, hashes only the new leaves and
-their new parents, and writes its entries (one piece, and a bundle row per 256) plus a handful
-of tile rows. Any proof needs
+their new parents, and writes its entries (a piece per bundle they land in) plus a handful of
+tile rows. Any proof needs
 O(log n) node hashes from a few tiles; a tile is read once, expanded into its inner nodes
 and cached (about 16 KiB each; 4096 tiles by default).
 
@@ -29,13 +29,13 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Insert, Table, bindparam, literal, select, union_all
+from sqlalchemy import Connection, Insert, Table, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from fabtrust.clock import Clock, system_clock
 from fabtrust.errors import Conflict, InvalidInput, NotFound, VerificationFailed
 from fabtrust.store.engine import Store
-from fabtrust.store.tables import log_bundles, log_checkpoints, log_heads, log_pieces, log_tiles
+from fabtrust.store.tables import log_checkpoints, log_heads, log_pieces, log_tiles
 from fabtrust.tlog import merkle
 from fabtrust.tlog.checkpoint import Checkpoint, NoteSigner, sign_checkpoint
 
@@ -95,11 +95,10 @@ class ConsistencyProof:
 
 @dataclass(frozen=True, slots=True)
 class _Edge:
-    """The right edge as this process left it: partial bundle and tiles, valid for (size, frontier)."""
+    """The right edge as this process left it: the partial tiles, valid for (size, frontier)."""
 
     size: int
     frontier: bytes
-    bundle: bytes | None
     tiles: dict[int, bytes]
 
 
@@ -146,14 +145,25 @@ def _decode_bundle(blob: bytes) -> list[bytes]:
 
 
 def _decode_run(rows: Sequence[Any], first: int) -> list[bytes]:
-    """The entries of stored bundles and pieces ``rows`` (each by its first entry's log index),
-    which must run on from index ``first`` without a gap or an overlap."""
+    """The entries of stored pieces ``rows`` (each by its first entry's log index), which must run
+    on from index ``first`` without a gap or an overlap."""
     out: list[bytes] = []
     for row in rows:
         if row.start != first + len(out):
-            raise Conflict("log entry bundles are missing or overlap (store damaged)")
+            raise Conflict("log entries are missing or overlap (store damaged)")
         out.extend(_decode_bundle(bytes(row.entries)))
     return out
+
+
+def _pieces(size: int, entries: Sequence[bytes]) -> Iterator[tuple[int, bytes]]:
+    """The pieces appending ``entries`` to a log of ``size`` makes: the entries that land in each
+    bundle of 256, in bundle encoding, by the log index of the first."""
+    encoded = [len(body).to_bytes(2, "big") + body for body in entries]
+    first = 0
+    while first < len(encoded):
+        take = TILE_WIDTH - (size + first) % TILE_WIDTH
+        yield size + first, b"".join(encoded[first : first + take])
+        first += take
 
 
 class MerkleLog:
@@ -177,10 +187,9 @@ class MerkleLog:
         if log_id is None:
             raise NotFound(f"no log with origin {origin!r} in this store")
         self._log_id: int = log_id
-        self._upsert_bundle = self._upsert(log_bundles, "entries")
         self._upsert_tile = self._upsert(log_tiles, "hashes")
         self._roots: OrderedDict[int, bytes] = OrderedDict()
-        # The right edge after this process's last append: (size, partial bundle, partial tiles by level).
+        # The right edge after this process's last append: (size, partial tiles by level).
         # Used only when the locked head still has that size, i.e. nobody else appended since.
         self._edge: _Edge | None = None
         self._tiles: OrderedDict[tuple[int, int], list[list[bytes]]] = OrderedDict()
@@ -198,24 +207,16 @@ class MerkleLog:
             .values(size=bindparam("b_size"), frontier=bindparam("b_frontier"))
         )
         self._insert_checkpoint = log_checkpoints.insert()
-        self._insert_piece = log_pieces.insert()
-        self._delete_pieces = log_pieces.delete().where(
-            log_pieces.c.log_id == bindparam("b_log_id"), log_pieces.c.start >= bindparam("b_from")
-        )
-        # one statement, so one snapshot on every engine: complete bundles and the partial one's
-        # pieces, by the log index of their first entry (an append may fold the pieces meanwhile)
-        self._stored_entries = union_all(
-            select((log_bundles.c.idx * TILE_WIDTH).label("start"), log_bundles.c.entries).where(
-                log_bundles.c.log_id == bindparam("log_id"),
-                log_bundles.c.idx >= bindparam("first"),
-                log_bundles.c.idx <= bindparam("last"),
-            ),
-            select(log_pieces.c.start, log_pieces.c.entries).where(
+        self._insert_pieces = log_pieces.insert()
+        self._pieces_stmt = (
+            select(log_pieces.c.start, log_pieces.c.entries)
+            .where(
                 log_pieces.c.log_id == bindparam("log_id"),
-                log_pieces.c.start >= bindparam("first") * literal(TILE_WIDTH),
+                log_pieces.c.start >= bindparam("first"),
                 log_pieces.c.start < bindparam("end"),
-            ),
-        ).order_by("start")
+            )
+            .order_by(log_pieces.c.start)
+        )
         self._tile_stmt = select(log_tiles.c.hashes).where(
             log_tiles.c.log_id == bindparam("log_id"),
             log_tiles.c.level == bindparam("level"),
@@ -246,7 +247,7 @@ class MerkleLog:
     # -- writing ---------------------------------------------------------------------------------
 
     def _upsert(self, table: Table, column: str) -> Insert:
-        """INSERT ... ON CONFLICT DO UPDATE: right-edge tiles and bundles grow in place (built once)."""
+        """INSERT ... ON CONFLICT DO UPDATE: right-edge tiles grow in place (built once)."""
         keys = [c.name for c in table.primary_key.columns]
         stmt = postgresql.insert(table) if self._store.dialect == "postgresql" else sqlite.insert(table)
         return stmt.on_conflict_do_update(index_elements=keys, set_={column: stmt.excluded[column]})
@@ -283,22 +284,17 @@ class MerkleLog:
         edge = self._edge
         self._edge = None  # stale until this transaction's work is done
         if edge is None or edge.size != size or edge.frontier != old_frontier:
-            edge = _Edge(size, old_frontier, None, {})
+            edge = _Edge(size, old_frontier, {})
         frontier, runs = merkle.frontier_extend_runs(size, _split(old_frontier), leaf_hashes, TILE_HEIGHT)
         new_size = size + len(entries)
-        bundles, piece, edge_bundle = self._updated_bundles(conn, size, entries, edge.bundle)
         tiles, edge_tiles = self._updated_tiles(conn, size, runs, edge.tiles)
         cp = Checkpoint(self.origin, new_size, merkle.frontier_root(frontier))
         note = sign_checkpoint(cp, signer)
         new_frontier = b"".join(frontier)
-        if bundles:
-            conn.execute(
-                self._upsert_bundle, [{"log_id": log_id, "idx": i, "entries": b} for i, b in bundles.items()]
-            )
-            if size % TILE_WIDTH:  # the bundle that was partial is complete: its pieces are in it now
-                conn.execute(self._delete_pieces, {"b_log_id": log_id, "b_from": size - size % TILE_WIDTH})
-        if piece is not None:
-            conn.execute(self._insert_piece, {"log_id": log_id, "start": piece[0], "entries": piece[1]})
+        conn.execute(
+            self._insert_pieces,
+            [{"log_id": log_id, "start": start, "entries": blob} for start, blob in _pieces(size, entries)],
+        )
         conn.execute(
             self._upsert_tile,
             [{"log_id": log_id, "level": lvl, "idx": i, "hashes": b} for (lvl, i), b in tiles.items()],
@@ -310,46 +306,8 @@ class MerkleLog:
         )
         # Safe even if the transaction later rolls back: the next append uses this edge only when the
         # locked head still shows exactly this size and frontier.
-        self._edge = _Edge(new_size, new_frontier, edge_bundle, edge_tiles)
+        self._edge = _Edge(new_size, new_frontier, edge_tiles)
         return SignedCheckpoint(cp, note)
-
-    def _updated_bundles(
-        self, conn: Connection, old_size: int, entries: Sequence[bytes], known_partial: bytes | None
-    ) -> tuple[dict[int, bytes], tuple[int, bytes] | None, bytes | None]:
-        """What the entries add to the stored bundles: the bundles they complete (by index), the
-        piece they leave in the new partial bundle (the log index of its first entry, and its
-        encoding) and the whole new partial bundle's encoding (None where not known here).
-
-        ``known_partial``: the partial bundle at ``old_size`` as this process's last append left
-        it; the pieces are read only if a bundle completes and it is not known."""
-        bundle_idx, offset = divmod(old_size, TILE_WIDTH)
-        encoded = [len(body).to_bytes(2, "big") + body for body in entries]
-        take = TILE_WIDTH - offset
-        if len(encoded) < take:  # the partial bundle stays partial
-            piece = b"".join(encoded)
-            return {}, (old_size, piece), None if known_partial is None else known_partial + piece
-        prefix = b""
-        if offset:
-            prefix = known_partial if known_partial is not None else self._read_partial(conn, old_size)
-        complete = {bundle_idx: prefix + b"".join(encoded[:take])}
-        first = take
-        while len(encoded) - first >= TILE_WIDTH:
-            bundle_idx += 1
-            complete[bundle_idx] = b"".join(encoded[first : first + TILE_WIDTH])
-            first += TILE_WIDTH
-        if first == len(encoded):
-            return complete, None, b""
-        piece = b"".join(encoded[first:])
-        return complete, (old_size + first, piece), piece
-
-    def _read_partial(self, conn: Connection, size: int) -> bytes:
-        """The partial bundle of a log of ``size`` entries (its pieces, in order), checked whole."""
-        first = size // TILE_WIDTH
-        params = {"log_id": self._log_id, "first": first, "last": first - 1, "end": size}
-        rows = conn.execute(self._stored_entries, params).all()
-        if first * TILE_WIDTH + len(_decode_run(rows, first * TILE_WIDTH)) != size:
-            raise Conflict("log entry pieces disagree with the log head (store damaged)")
-        return b"".join(bytes(row.entries) for row in rows)
 
     def _updated_tiles(
         self,
@@ -439,15 +397,13 @@ class MerkleLog:
             raise InvalidInput(f"entry range [{start}, {end}) is outside the log (size {size})")
         if end - start > MAX_ENTRIES_PER_READ:
             raise InvalidInput(f"at most {MAX_ENTRIES_PER_READ} entries per read")
-        first = start // TILE_WIDTH
-        params = {"log_id": self._log_id, "first": first, "last": (end - 1) // TILE_WIDTH, "end": end}
+        first = start - start % TILE_WIDTH  # pieces never span bundles: one starts each bundle
         with self._store.read() as conn:
-            rows = conn.execute(self._stored_entries, params).all()
-        result = _decode_run(rows, first * TILE_WIDTH)
-        if first * TILE_WIDTH + len(result) < end:
-            raise Conflict("log entry bundles hold fewer entries than the log head says (store damaged)")
-        skip = start - first * TILE_WIDTH
-        return result[skip : skip + (end - start)]
+            rows = conn.execute(self._pieces_stmt, {"log_id": self._log_id, "first": first, "end": end}).all()
+        result = _decode_run(rows, first)
+        if first + len(result) < end:
+            raise Conflict("log entries are fewer than the log head says (store damaged)")
+        return result[start - first : end - first]
 
     def iter_entries(self, end: int, chunk: int = MAX_ENTRIES_PER_READ) -> Iterator[bytes]:
         """All entries ``[0, end)`` in order (for exports)."""

@@ -1,6 +1,7 @@
-"""The partial right-most entry bundle of a log is kept as pieces (``log_pieces``, one row per
-append) instead of one row rewritten by every append: an append then writes its own entries, not
-the up to 255 before them. Existing partial bundles become one piece each.
+"""Log entries are stored as the pieces their appends made (``log_pieces``: the entries one append
+added to one bundle of 256, by the log index of the first) instead of bundle rows that every append
+re-wrote as they grew (``log_bundles``): an append then writes its own entries only. Every bundle
+becomes one piece.
 
 Revision ID: 0008
 Revises: 0007
@@ -16,19 +17,7 @@ down_revision = "0007"
 branch_labels = None
 depends_on = None
 
-# the bundle a log's head leaves partial (index size / 256, when size % 256 is not 0) moves
-_MOVE = """
-INSERT INTO log_pieces (log_id, start, entries)
-SELECT log_bundles.log_id, log_bundles.idx * 256, log_bundles.entries
-FROM log_bundles JOIN log_heads h
-ON h.log_id = log_bundles.log_id AND h.size % 256 <> 0 AND log_bundles.idx = h.size / 256
-"""
-_DROP = """
-DELETE FROM log_bundles WHERE EXISTS (
-    SELECT 1 FROM log_heads h
-    WHERE h.log_id = log_bundles.log_id AND h.size % 256 <> 0 AND log_bundles.idx = h.size / 256
-)
-"""
+_WIDTH = 256  # entries in a bundle (C2SP tlog-tiles)
 
 
 def upgrade() -> None:
@@ -40,21 +29,32 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["log_id"], ["log_heads.log_id"], name="fk_log_pieces_log_id_log_heads"),
         sa.PrimaryKeyConstraint("log_id", "start", name="pk_log_pieces"),
     )
-    op.execute(_MOVE)
-    op.execute(_DROP)
+    op.execute(
+        "INSERT INTO log_pieces (log_id, start, entries) SELECT log_id, idx * 256, entries FROM log_bundles"
+    )
+    op.drop_table("log_bundles")
 
 
 def downgrade() -> None:
-    # each partial bundle again as one row: its pieces, in order, concatenated (bundle encoding)
+    op.create_table(
+        "log_bundles",
+        sa.Column("log_id", sa.Integer(), nullable=False),
+        sa.Column("idx", sa.BigInteger(), autoincrement=False, nullable=False),
+        sa.Column("entries", sa.LargeBinary(), nullable=False),
+        sa.ForeignKeyConstraint(["log_id"], ["log_heads.log_id"], name="fk_log_bundles_log_id_log_heads"),
+        sa.PrimaryKeyConstraint("log_id", "idx", name="pk_log_bundles"),
+        sqlite_with_rowid=False,
+    )
+    # a bundle is its pieces in order (a piece never spans two bundles)
     bind = op.get_bind()
     rows = bind.execute(sa.text("SELECT log_id, start, entries FROM log_pieces ORDER BY log_id, start"))
-    partial: dict[tuple[int, int], bytes] = {}
+    bundles: dict[tuple[int, int], bytes] = {}
     for log_id, start, entries in rows:
-        key = (log_id, start // 256)
-        partial[key] = partial.get(key, b"") + bytes(entries)
-    bundles = sa.table(
+        key = (log_id, start // _WIDTH)
+        bundles[key] = bundles.get(key, b"") + bytes(entries)
+    table = sa.table(
         "log_bundles", sa.column("log_id"), sa.column("idx"), sa.column("entries", sa.LargeBinary())
     )
-    for (log_id, idx), blob in partial.items():
-        bind.execute(sa.insert(bundles).values(log_id=log_id, idx=idx, entries=blob))
+    for (log_id, idx), blob in bundles.items():
+        bind.execute(sa.insert(table).values(log_id=log_id, idx=idx, entries=blob))
     op.drop_table("log_pieces")
