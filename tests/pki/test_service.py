@@ -41,7 +41,14 @@ from fabtrust.errors import (
 from fabtrust.home import Home
 from fabtrust.pki import custody
 from fabtrust.pki.issuance import NameRequest
-from fabtrust.pki.service import CEREMONY_TYPE, Ceremony, ca_revoke_terms, fingerprint, make_csr
+from fabtrust.pki.service import (
+    CEREMONY_TYPE,
+    Ceremony,
+    IssueRequest,
+    ca_revoke_terms,
+    fingerprint,
+    make_csr,
+)
 from fabtrust.store.tables import pki_cas, pki_certs
 from fabtrust.tlog.audit import AuditEntry
 from tests.approvals import approved, restore_ticket, revoke_ca
@@ -1239,3 +1246,14 @@ def test_a_refused_restore_changes_nothing(
         assert keys(home) == before
         assert cas(home) == []
         assert_refused_and_logged(home, "ca.restore-root", err.value)
+
+
+def test_only_a_callers_transaction_may_carry_the_issuance_entries(tmp_path: Path) -> None:
+    """``audited_by_caller`` leaves the cert.issue entries to the caller's own entries in the same
+    transaction; without that transaction nothing would log the certificate, so it is refused."""
+    with Home.init(tmp_path / "h", passphrase=lambda: "passphrase-h", pin=lambda: "") as home:
+        size = home.log.size()
+        request = IssueRequest("issuing-x", "device-idevid", b"csr", NameRequest({}), "sn-1", "po-1")
+        with pytest.raises(InvalidInput, match="caller's own transaction"):
+            home.pki.issue_batch([request], audited_by_caller=True)
+        assert home.log.size() == size

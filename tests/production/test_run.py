@@ -27,6 +27,7 @@ from sqlalchemy import func, select
 from fabtrust.access import ApprovalAction, Role
 from fabtrust.crypto.canonical import canonical_json, parse_canonical
 from fabtrust.crypto.encoding import b64, unb64
+from fabtrust.crypto.keys import key_id
 from fabtrust.device.agent import IDENTITY_SLOT, DeviceAgent, ReplayingAgent
 from fabtrust.device.boot import IMAGE_KEY_SECRET, SECURITY_COUNTER
 from fabtrust.device.element import SecureElement
@@ -50,6 +51,7 @@ from tests.production.line import (
 )
 
 T0 = datetime(2031, 5, 4, 8, 0, 0, tzinfo=UTC)
+DER, SPKI = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
 ORDER_APPROVE, QUOTA_RAISE = ApprovalAction.ORDER_APPROVE, ApprovalAction.QUOTA_RAISE
 PLANNER = Role.PRODUCTION_PLANNER
 
@@ -152,6 +154,20 @@ def test_a_production_run_end_to_end(run: Run) -> None:
         for child, parent in itertools.pairwise(chain):
             child.verify_directly_issued_by(parent)
     assert sorted(r.seq for r in results if isinstance(r, Provisioned)) == [1, 2, 3, 4]
+    # the station's log: one entry per device, naming its record and its certificate
+    issuing = run.line1.pki.ca(run.line1.station._package("po-1").package.issuing_ca)
+    issuer_key_id = key_id(issuing.certificate.public_key().public_bytes(DER, SPKI))
+    logged = [e for e in entries_of(run.line1) if e.action in ("device.provision", "cert.issue")]
+    assert [e.action for e in logged] == ["device.provision"] * 4
+    for entry, result in zip(logged, results, strict=True):
+        assert isinstance(result, Provisioned)
+        assert entry.subject == f"device:{result.device_serial}"
+        assert entry.details["ca"] == issuing.ca_id
+        assert entry.details["serial"] == format(result.certificate.serial_number, "x")
+        assert entry.details["issuer_key_id"] == issuer_key_id
+        assert entry.details["subject_key_id"] == key_id(
+            result.certificate.public_key().public_bytes(DER, SPKI)
+        )
     # reconciliation registers them all
     report = run.oem.reconciler.reconcile(run.line1.station.export())
     assert (report.records, report.registered, report.alerts) == (4, 4, [])

@@ -213,6 +213,9 @@ class _Prepared:
 class Issued:
     ca_id: str
     certificate: x509.Certificate
+    # SHA-256 key ids of the issuing and the certified key, where issuance knew them
+    issuer_key_id: str | None = None
+    subject_key_id: str | None = None
 
     @property
     def serial(self) -> str:
@@ -778,6 +781,7 @@ class PkiService:
         *,
         conn: Connection | None = None,
         entries: list[AuditEntry] | None = None,
+        audited_by_caller: bool = False,
     ) -> list[Issued | FabtrustError]:
         """Issue many certificates with one durable commit (group commit).
 
@@ -791,6 +795,9 @@ class PkiService:
         concurrent duplicate surfaces as the store's IntegrityError for the caller to handle.
         ``entries`` (with ``conn``): the audit entries are added to this list for the caller to
         append with its own, in the same transaction (one log append, one checkpoint).
+        ``audited_by_caller`` (with ``conn``): no ``cert.issue`` entries at all; the caller's own
+        entry for each request, in the same transaction, names the certificate (a station's
+        ``device.provision`` entry: issuer, serial, subject key), or the refusal.
         """
         if not requests:
             return []
@@ -798,7 +805,9 @@ class PkiService:
             raise InvalidInput(f"at most {MAX_BATCH} certificates per batch")
         now = self._clock()
         if conn is not None:
-            return self._issue_in(conn, requests, now, entries)
+            return self._issue_in(conn, requests, now, entries, audited_by_caller=audited_by_caller)
+        if audited_by_caller:
+            raise InvalidInput("only a caller's own transaction can carry its audit entries")
         chains: _ChainCache = {}
         results: list[Issued | FabtrustError | None] = [None] * len(requests)
         prepared: list[_Prepared] = []
@@ -833,6 +842,8 @@ class PkiService:
         requests: Sequence[IssueRequest],
         now: datetime,
         out: list[AuditEntry] | None = None,
+        *,
+        audited_by_caller: bool = False,
     ) -> list[Issued | FabtrustError]:
         chains: _ChainCache = {}
         results: list[Issued | FabtrustError | None] = [None] * len(requests)
@@ -845,6 +856,8 @@ class PkiService:
         accepted = self._admit(conn, prepared, results)
         if accepted:
             conn.execute(_INSERT_CERTS, [p.row(now) for p in accepted])
+        if audited_by_caller:
+            return [r if r is not None else Conflict("not issued") for r in results]
         keys = {p.index: (p.issuer_key_id, p.subject_key_id) for p in prepared}
         entries = [self._issue_entry(requests[i], r, keys.get(i)) for i, r in enumerate(results)]
         if out is not None:
@@ -949,7 +962,7 @@ class PkiService:
                 taken_serials.add(serial)
             if p.profile == "device-idevid":
                 taken_keys.add(p.subject_key_id)
-            results[p.index] = Issued(p.ca_id, p.certificate)
+            results[p.index] = Issued(p.ca_id, p.certificate, p.issuer_key_id, p.subject_key_id)
             accepted.append(p)
         return accepted
 

@@ -14,7 +14,8 @@ plaintext, not the OEM's signing keys (images still need the OEM firmware key's 
 
 Why the quota holds: each batch of devices is one transaction in the station's store that reads
 and advances the order's counter, stores the certificates (``PkiService.issue_batch`` joins it),
-the production records and their audit-log entries. A station killed at any point has committed
+the production records and their audit-log entries (one per device, naming its record and its
+certificate: issuer, serial, subject key). A station killed at any point has committed
 all of a batch or none of it: no certificate without its record, no unit counted twice. Several
 station processes on one order serialise on that transaction (SQLite's write lock, PostgreSQL's
 ``FOR UPDATE``). A device's certificate and secrets leave the station only after the commit.
@@ -501,8 +502,8 @@ class Station:
                 )
                 for _, chip, seq in admitted
             ]
-            entries: list[AuditEntry] = []  # the certificates' entries, then the records': one append
-            issued = self._pki.issue_batch(requests, conn=conn, entries=entries) if requests else []
+            # each device's one entry names its certificate too (no separate cert.issue entries)
+            issued = self._pki.issue_batch(requests, conn=conn, audited_by_caller=True) if requests else []
             for (index, chip, seq), result in zip(admitted, issued, strict=True):
                 if not isinstance(result, Issued):
                     results[index] = result
@@ -521,25 +522,29 @@ class Station:
                     provisioned_at=now,
                 )
                 provisioned.append((index, (chip, result), record))
+            identity_key_id = identity.key_id
             envelopes = [
                 signed_envelope(
-                    r.to_payload(), identity.key_id, lambda m: self._keystore.sign(identity.uri, m)
+                    r.to_payload(), identity_key_id, lambda m: self._keystore.sign(identity.uri, m)
                 )
                 for _, _, r in provisioned
             ]
-            for (_, (chip, result), record), envelope in zip(provisioned, envelopes, strict=True):
-                entries.append(
-                    self._entry(
-                        "device.provision",
-                        f"device:{record.device_serial}",
-                        order=order_id,
-                        seq=record.seq,
-                        chip_uid=chip.chip_uid,
-                        serial=result.serial,
-                        record_sha256=sha256_hex(envelope),
-                        key_id=identity.key_id,
-                    )
+            entries = [
+                self._entry(
+                    "device.provision",
+                    f"device:{record.device_serial}",
+                    order=order_id,
+                    seq=record.seq,
+                    chip_uid=chip.chip_uid,
+                    ca=result.ca_id,
+                    serial=result.serial,
+                    issuer_key_id=result.issuer_key_id,
+                    subject_key_id=result.subject_key_id,
+                    record_sha256=sha256_hex(envelope),
+                    key_id=identity_key_id,
                 )
+                for (_, (chip, result), record), envelope in zip(provisioned, envelopes, strict=True)
+            ]
             for index, outcome in enumerate(results):
                 if isinstance(outcome, FabtrustError):
                     entries.append(
@@ -553,7 +558,7 @@ class Station:
                         )
                     )
             checkpoint = self._audit.append(entries, conn=conn) if entries else None
-            first = (checkpoint.checkpoint.size if checkpoint else 0) - len(entries) + len(issued)
+            first = (checkpoint.checkpoint.size if checkpoint else 0) - len(entries)  # the devices' entries
             if provisioned:
                 conn.execute(
                     _INSERT_DEVICES,
