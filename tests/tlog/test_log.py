@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import multiprocessing
 import random
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,20 +16,7 @@ from fabtrust.store.tables import log_pieces, log_tiles
 from fabtrust.tlog import merkle, proofs
 from fabtrust.tlog.checkpoint import Ed25519NoteSigner, NoteVerifier, open_checkpoint, verifier_key
 from fabtrust.tlog.log import TILE_WIDTH, MerkleLog
-
-ORIGIN = "test.fabtrust.local/log"
-
-
-@pytest.fixture
-def store(db_url: str) -> Iterator[Store]:
-    s = Store.open(db_url)
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def signer() -> Ed25519NoteSigner:
-    return Ed25519NoteSigner(ORIGIN, ed25519.Ed25519PrivateKey.generate())
+from tests.tlog.conftest import ORIGIN
 
 
 @pytest.fixture

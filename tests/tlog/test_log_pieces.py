@@ -4,13 +4,10 @@ reported; migration 0008 turns bundle rows into pieces and back."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from cryptography.hazmat.primitives.asymmetric import ed25519
 from sqlalchemy import create_engine, delete, select, text
 
 from fabtrust.errors import Conflict
@@ -20,20 +17,7 @@ from fabtrust.store.tables import log_heads, log_pieces
 from fabtrust.tlog import merkle
 from fabtrust.tlog.checkpoint import Ed25519NoteSigner
 from fabtrust.tlog.log import TILE_WIDTH, MerkleLog
-
-ORIGIN = "pieces.fabtrust.local/log"
-
-
-@pytest.fixture
-def store(db_url: str) -> Iterator[Store]:
-    s = Store.open(db_url)
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def signer() -> Ed25519NoteSigner:
-    return Ed25519NoteSigner(ORIGIN, ed25519.Ed25519PrivateKey.generate())
+from tests.tlog.conftest import ORIGIN
 
 
 def bodies(start: int, n: int) -> list[bytes]:
