@@ -324,7 +324,7 @@ def check_chain(chain: Sequence[IssuerView], profile: Profile, now: datetime) ->
         raise InvalidInput("an issuer is needed")
     for depth, issuer in enumerate(chain):
         cert = issuer.certificate
-        who = issuer.name or cert.subject.rfc4514_string()
+        who = issuer.who
         if issuer.revoked:
             raise PolicyViolation(f"issuer {who} is revoked")
         if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:

@@ -822,8 +822,7 @@ class PkiService:
                     accepted = self._admit(conn, prepared, results)
                     if accepted:
                         conn.execute(_INSERT_CERTS, [p.row(now) for p in accepted])
-                    keys = {p.index: (p.issuer_key_id, p.subject_key_id) for p in prepared}
-                    entries = [self._issue_entry(requests[i], r, keys.get(i)) for i, r in enumerate(results)]
+                    entries = [self._issue_entry(requests[i], r) for i, r in enumerate(results)]
                     self._audit.append(entries, conn=conn)
                 break
             except IntegrityError:
@@ -858,8 +857,7 @@ class PkiService:
             conn.execute(_INSERT_CERTS, [p.row(now) for p in accepted])
         if audited_by_caller:
             return [r if r is not None else Conflict("not issued") for r in results]
-        keys = {p.index: (p.issuer_key_id, p.subject_key_id) for p in prepared}
-        entries = [self._issue_entry(requests[i], r, keys.get(i)) for i, r in enumerate(results)]
+        entries = [self._issue_entry(requests[i], r) for i, r in enumerate(results)]
         if out is not None:
             out.extend(entries)
         else:
@@ -966,16 +964,12 @@ class PkiService:
             accepted.append(p)
         return accepted
 
-    def _issue_entry(
-        self, req: IssueRequest, result: Issued | FabtrustError | None, key_ids: tuple[str, str] | None = None
-    ) -> AuditEntry:
-        """The audit entry of one issuance or refusal; ``key_ids`` (issuer, subject) when known."""
+    def _issue_entry(self, req: IssueRequest, result: Issued | FabtrustError | None) -> AuditEntry:
+        """The audit entry of one issuance or refusal."""
         subject = f"device:{req.device_serial}" if req.device_serial else f"ca:{req.ca_id}"
         if isinstance(result, Issued):
-            issuer_key_id, subject_key_id = key_ids or (
-                self._key_id_of(self.ca_cached(result.ca_id)),
-                key_id(spki_der(result.certificate.public_key())),  # type: ignore[arg-type]
-            )
+            issuer_key_id = result.issuer_key_id or self._key_id_of(self.ca_cached(result.ca_id))
+            subject_key_id = result.subject_key_id or key_id(spki_der(result.certificate.public_key()))  # type: ignore[arg-type]
             details: dict[str, Any] = {
                 "ca": result.ca_id,
                 "profile": req.profile,
@@ -1064,7 +1058,9 @@ class PkiService:
                     conn.execute(insert(pki_certs).values(**prepared.row(now)))
                 except IntegrityError:
                     raise Conflict("a certificate with this device serial or serial number exists") from None
-                issued = Issued(prepared.ca_id, prepared.certificate)
+                issued = Issued(
+                    prepared.ca_id, prepared.certificate, prepared.issuer_key_id, prepared.subject_key_id
+                )
                 self._audit.append(
                     [
                         self._audit.entry(

@@ -3,16 +3,15 @@
 Storage (``fabtrust.store.tables``) follows C2SP tlog-tiles for the tree. Entries are written once,
 as the pieces their appends made: each piece holds the entries one append added to one bundle of
 256 (C2SP's entry bundle: each entry prefixed by its length), so a bundle is its pieces in order,
-and an append writes its own entries only, never the bundle it grows (a station appending one
-device at a time would otherwise re-write up to 255 entries per device). Tile level ``L`` holds, for every
-complete subtree of height ``8L``, its hash; 256 hashes a tile, the right-most tile of each level
-partial and rewritten as it grows (a tile's hashes only ever grow, so any older tree size reads a
-prefix of it). The head row keeps the log's size and the frontier of its tree (the roots of its
-maximal complete subtrees), so an append reads O(log n) bytes, hashes only the new leaves and
-their new parents, and writes its entries (a piece per bundle they land in) plus a handful of
-tile rows. Any proof needs
-O(log n) node hashes from a few tiles; a tile is read once, expanded into its inner nodes
-and cached (about 16 KiB each; 4096 tiles by default).
+and an append never re-writes the bundle it grows (a station appending one device at a time would
+otherwise re-write up to 255 entries per device). Tile level ``L`` holds, for every complete
+subtree of height ``8L``, its hash; 256 hashes a tile, the right-most tile of each level partial and
+rewritten as it grows (a tile's hashes only ever grow, so any older tree size reads a prefix of
+it). The head row keeps the log's size and the frontier of its tree (the roots of its maximal
+complete subtrees), so an append reads O(log n) bytes, hashes only the new leaves and their new
+parents, and writes its entries (a piece per bundle they land in) plus a handful of tile rows. Any
+proof needs O(log n) node hashes from a few tiles; a tile is read once, expanded into its inner
+nodes and cached (about 16 KiB each; 4096 tiles by default).
 
 Appends are serialised by the database: the head row is locked (``FOR UPDATE`` on PostgreSQL;
 SQLite's write transaction is already exclusive), so several processes may append to one log.
