@@ -22,6 +22,7 @@ from fabtrust.crypto.keys import (
     load_public_key,
     sign_with,
     spki_der,
+    supported_public_key,
     verify_signature,
 )
 from fabtrust.errors import InvalidInput, VerificationFailed
@@ -186,6 +187,31 @@ REFUSED_PUBLIC_KEYS = [
         id="pem-not-der",
     ),
 ]
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        pytest.param(lambda: "not a key", id="str"),
+        pytest.param(lambda: None, id="none"),
+        pytest.param(lambda: rsa.generate_private_key(65537, 2048).public_key(), id="rsa-object"),
+        pytest.param(lambda: ed448.Ed448PrivateKey.generate().public_key(), id="ed448-object"),
+        pytest.param(lambda: generate_private_key(KeyType.P256), id="private-key-object"),
+    ],
+)
+def test_supported_public_key_refuses_other_objects(make: Callable[[], object]) -> None:
+    thing = make()
+    for _ in range(2):  # the second time from the per-class answer kept after the first
+        with pytest.raises(InvalidInput, match="unsupported public key algorithm"):
+            supported_public_key(thing)
+
+
+@pytest.mark.parametrize("key_type", ALL_TYPES)
+def test_supported_public_key_keeps_known_types(key_type: KeyType) -> None:
+    public = generate_private_key(key_type).public_key()
+    for _ in range(2):
+        assert supported_public_key(public) is public
+        assert key_type_of(public) is key_type
 
 
 @pytest.mark.parametrize(("make_der", "fragment"), REFUSED_PUBLIC_KEYS)

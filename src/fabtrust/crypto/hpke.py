@@ -81,7 +81,11 @@ def _kem_for(key_type: KeyType) -> _Kem:
 
 def seal(recipient_public_key_der: bytes, plaintext: bytes, info: bytes) -> bytes:
     """Seal ``plaintext`` to a recipient: returns ``enc || ciphertext``."""
-    public_key = load_public_key(recipient_public_key_der)
+    return seal_to_key(load_public_key(recipient_public_key_der), plaintext, info)
+
+
+def seal_to_key(public_key: PublicKey, plaintext: bytes, info: bytes) -> bytes:
+    """:func:`seal` to a recipient key loaded already (and checked, where it came from a peer)."""
     kem = _kem_for(key_type_of(public_key))
     if not isinstance(public_key, ec.EllipticCurvePublicKey | x25519.X25519PublicKey):
         raise InvalidInput("recipient key cannot receive HPKE messages")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from enum import StrEnum
-from typing import TypeAlias
+from typing import TypeAlias, cast
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -137,29 +137,48 @@ def load_public_key(der: bytes) -> PublicKey:
     return supported_public_key(key)
 
 
+_PUBLIC_FAMILIES: tuple[type, ...] = (
+    ec.EllipticCurvePublicKey,
+    ed25519.Ed25519PublicKey,
+    mldsa.MLDSA65PublicKey,
+    x25519.X25519PublicKey,
+)
+
+
+_FAMILY_OF: dict[type, type | None] = {}
+
+
+def _public_family(cls: type) -> type | None:
+    """The supported public-key interface that instances of ``cls`` implement, or None; found once
+    per concrete class (the interfaces are abstract classes, an isinstance test against them costs
+    about a microsecond, and a station checks several keys per device)."""
+    try:
+        return _FAMILY_OF[cls]
+    except KeyError:
+        family = _FAMILY_OF[cls] = next((f for f in _PUBLIC_FAMILIES if issubclass(cls, f)), None)
+        return family
+
+
 def supported_public_key(key: object) -> PublicKey:
     """``key`` (from a certificate or request) if it is of a type fabtrust knows, else InvalidInput."""
-    if isinstance(
-        key,
-        ec.EllipticCurvePublicKey
-        | ed25519.Ed25519PublicKey
-        | mldsa.MLDSA65PublicKey
-        | x25519.X25519PublicKey,
-    ):
-        key_type_of(key)  # an EC key on another curve than P-256/P-384 is InvalidInput
-        return key
-    raise InvalidInput("unsupported public key algorithm")
+    if _public_family(type(key)) is None:
+        raise InvalidInput("unsupported public key algorithm")
+    public = cast(PublicKey, key)
+    key_type_of(public)  # an EC key on another curve than P-256/P-384 is InvalidInput
+    return public
 
 
 def key_type_of(public_key: PublicKey) -> KeyType:
-    if isinstance(public_key, ec.EllipticCurvePublicKey):
-        for kt, curve in _CURVES.items():
-            if public_key.curve.name == curve.name:
+    family = _public_family(type(public_key))
+    if family is ec.EllipticCurvePublicKey:
+        curve = cast(ec.EllipticCurvePublicKey, public_key).curve.name
+        for kt, known in _CURVES.items():
+            if curve == known.name:
                 return kt
-        raise InvalidInput(f"unsupported curve {public_key.curve.name}")
-    if isinstance(public_key, ed25519.Ed25519PublicKey):
+        raise InvalidInput(f"unsupported curve {curve}")
+    if family is ed25519.Ed25519PublicKey:
         return KeyType.ED25519
-    if isinstance(public_key, mldsa.MLDSA65PublicKey):
+    if family is mldsa.MLDSA65PublicKey:
         return KeyType.MLDSA65
     return KeyType.X25519
 
@@ -171,11 +190,13 @@ def verify_signature(public_key_der: bytes, message: bytes, signature: bytes) ->
 
 def verify_with_key(key: PublicKey, message: bytes, signature: bytes) -> None:
     """:func:`verify_signature` with a public key object loaded already (from a certificate)."""
+    family = _public_family(type(key))
     try:
-        if isinstance(key, ec.EllipticCurvePublicKey):
-            key.verify(signature, message, ec.ECDSA(_ECDSA_HASH[key_type_of(key)]()))
-        elif isinstance(key, ed25519.Ed25519PublicKey | mldsa.MLDSA65PublicKey):
-            key.verify(signature, message)
+        if family is ec.EllipticCurvePublicKey:
+            ec_key = cast(ec.EllipticCurvePublicKey, key)
+            ec_key.verify(signature, message, ec.ECDSA(_ECDSA_HASH[key_type_of(ec_key)]()))
+        elif family is ed25519.Ed25519PublicKey or family is mldsa.MLDSA65PublicKey:
+            cast("ed25519.Ed25519PublicKey | mldsa.MLDSA65PublicKey", key).verify(signature, message)
         else:
             raise InvalidInput("an x25519 key cannot verify signatures")
     except InvalidSignature:

@@ -38,11 +38,12 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import x25519
 from cryptography.x509.oid import AttributeOID, NameOID
 
 from fabtrust.crypto.canonical import canonical_json, parse_canonical
@@ -419,6 +420,7 @@ class GenuineChip:
     csr: x509.CertificateSigningRequest
     sealing_key: bytes
     csr_key: PublicKey  # the request's public key (a signing key of a type fabtrust supports)
+    sealing_public: x25519.X25519PublicKey  # ``sealing_key``, loaded
 
 
 def _spki(certificate: x509.Certificate) -> bytes:
@@ -540,7 +542,8 @@ def verify_genuineness(
     if subject_serial_number(csr.subject) != response.chip_uid:
         raise VerificationFailed("certificate request is for another chip UID")
 
-    if key_type_of(load_public_key(response.sealing_key)) is not KeyType.X25519:
+    sealing_public = load_public_key(response.sealing_key)
+    if key_type_of(sealing_public) is not KeyType.X25519:
         raise InvalidInput("sealing key is not an X25519 public key")
 
     return GenuineChip(
@@ -550,6 +553,7 @@ def verify_genuineness(
         csr=csr,
         sealing_key=response.sealing_key,
         csr_key=csr_key,
+        sealing_public=cast(x25519.X25519PublicKey, sealing_public),
     )
 
 

@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
-from sqlalchemy import Connection, RowMapping, bindparam, insert, select, update
+from sqlalchemy import Connection, RowMapping, bindparam, insert, literal_column, select, union_all, update
 from sqlalchemy.exc import IntegrityError
 
 from fabtrust.access.policy import ApprovalAction
@@ -68,14 +68,18 @@ AUDIT_PKI = "fabtrust.audit.pki/v1"
 # Statements on the issuance path, built once: SQLAlchemy then only binds values (a statement built
 # per call costs several times its execution on SQLite).
 _INSERT_CERTS = insert(pki_certs)
-_INACTIVE_CAS = select(pki_cas.c.ca_id).where(
-    pki_cas.c.ca_id.in_(bindparam("ids", expanding=True)), pki_cas.c.status != "active"
-)
-_TAKEN_SERIALS = select(pki_certs.c.device_serial).where(
-    pki_certs.c.device_serial.in_(bindparam("serials", expanding=True))
-)
-_TAKEN_DEVICE_KEYS = select(pki_certs.c.key_id).where(
-    pki_certs.c.key_id.in_(bindparam("key_ids", expanding=True)), pki_certs.c.profile == "device-idevid"
+# what the store forbids for a batch, in one round trip: (kind, value) rows for revoked or retired
+# CAs of the chains, device serials certified already and device keys certified already
+_ADMIT_CONFLICTS = union_all(
+    select(literal_column("'ca'").label("kind"), pki_cas.c.ca_id.label("value")).where(
+        pki_cas.c.ca_id.in_(bindparam("ids", expanding=True)), pki_cas.c.status != "active"
+    ),
+    select(literal_column("'serial'"), pki_certs.c.device_serial).where(
+        pki_certs.c.device_serial.in_(bindparam("serials", expanding=True))
+    ),
+    select(literal_column("'key'"), pki_certs.c.key_id).where(
+        pki_certs.c.key_id.in_(bindparam("key_ids", expanding=True)), pki_certs.c.profile == "device-idevid"
+    ),
 )
 BUNDLE_FORMAT = "fabtrust.ca-bundle/v1"
 CEREMONY_TYPE = "application/vnd.fabtrust.root-ceremony+json"
@@ -936,13 +940,12 @@ class PkiService:
         ca_ids = {ca for p in prepared for ca in p.chain}
         serials = [p.request.device_serial for p in prepared if p.request.device_serial]
         key_ids = [p.subject_key_id for p in prepared if p.profile == "device-idevid"]
-        revoked = set(conn.execute(_INACTIVE_CAS, {"ids": sorted(ca_ids)}).scalars()) if ca_ids else set()
-        taken_serials = (
-            set(conn.execute(_TAKEN_SERIALS, {"serials": serials}).scalars()) if serials else set()
-        )
-        taken_keys = (
-            set(conn.execute(_TAKEN_DEVICE_KEYS, {"key_ids": key_ids}).scalars()) if key_ids else set()
-        )
+        found: dict[str, set[str]] = {"ca": set(), "serial": set(), "key": set()}
+        for kind, value in conn.execute(
+            _ADMIT_CONFLICTS, {"ids": sorted(ca_ids), "serials": serials, "key_ids": key_ids}
+        ):
+            found[kind].add(value)
+        revoked, taken_serials, taken_keys = found["ca"], found["serial"], found["key"]
         accepted = []
         for p in prepared:
             serial = p.request.device_serial

@@ -777,7 +777,7 @@ def _provisioning_documents(
             Provisioning(
                 device_serial=record.device_serial,
                 certificate_chain=(record.certificate, *loaded.issuing_chain),
-                sealed_secrets=hpke.seal(chip.sealing_key, secrets, secrets_info(chip.chip_uid)),
+                sealed_secrets=hpke.seal_to_key(chip.sealing_public, secrets, secrets_info(chip.chip_uid)),
                 image_digest=image_digest,
                 oem_key_hash=package.oem_key_hash,
             ).to_json()
