@@ -8,9 +8,12 @@ import json
 from datetime import timedelta
 from typing import Any
 
+from sqlalchemy import select
+
 from fabtrust.access import Caller, Role
 from fabtrust.access.policy import PERSON_ROLES
 from fabtrust.home import Home
+from fabtrust.store.engine import Store
 from fabtrust.store.tables import (
     acc_approval_policies,
     acc_approval_requests,
@@ -30,6 +33,16 @@ ACCESS_TABLES = (
     acc_approvals,
     acc_approval_policies,
 )
+
+
+def access_rows(store: Store) -> dict[str, list[dict[str, Any]]]:
+    """Every row of every access table, in an order of their own (for before/after comparisons)."""
+    with store.read() as conn:
+        return {
+            t.name: sorted(map(dict, conn.execute(select(t)).mappings()), key=repr) for t in ACCESS_TABLES
+        }
+
+
 YEAR = timedelta(days=365)
 MONTH = timedelta(days=30)
 NAMES = {

@@ -16,21 +16,13 @@ from sqlalchemy import func, select
 from fabtrust.access import AUDIT_ACCESS, AccessService, Caller, Role
 from fabtrust.errors import FabtrustError
 from fabtrust.store.engine import Store, sqlite_url
-from fabtrust.store.tables import (
-    acc_approval_policies,
-    acc_approval_requests,
-    acc_approvals,
-    acc_grants,
-    acc_principals,
-    acc_tokens,
-)
 from fabtrust.tlog.audit import AuditEntry, AuditLog, Outcome
 from fabtrust.tlog.checkpoint import Ed25519NoteSigner
 from fabtrust.tlog.log import MerkleLog
+from tests.team import ACCESS_TABLES, access_rows
 
 T0 = datetime(2031, 5, 4, 8, 0, 0, tzinfo=UTC)
 ORIGIN = "test.fabtrust.local/access"
-TABLES = (acc_principals, acc_grants, acc_tokens, acc_approval_requests, acc_approvals, acc_approval_policies)
 YEAR = timedelta(days=365)
 
 
@@ -63,12 +55,13 @@ class Env:
 
     def rows(self) -> dict[str, list[tuple[object, ...]]]:
         """Every row of every access table."""
-        with self.store.read() as conn:
-            return {t.name: sorted(map(tuple, conn.execute(select(t)).all()), key=repr) for t in TABLES}
+        return access_rows(self.store)
 
     def counts(self) -> dict[str, int]:
         with self.store.read() as conn:
-            return {t.name: conn.execute(select(func.count()).select_from(t)).scalar_one() for t in TABLES}
+            return {
+                t.name: conn.execute(select(func.count()).select_from(t)).scalar_one() for t in ACCESS_TABLES
+            }
 
     def refused(
         self, act: Callable[[], object], error: type[FabtrustError], match: str, action: str

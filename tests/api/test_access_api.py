@@ -15,13 +15,12 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from httpx import Response
-from sqlalchemy import select
 
 from fabtrust.access import Caller, Role
 from fabtrust.api.app import create_app
 from fabtrust.home import Home
 from tests.production.line import Clock, never
-from tests.team import ACCESS_TABLES, MONTH, NAMES, bearer, team_tokens, token_secret
+from tests.team import MONTH, NAMES, access_rows, bearer, team_tokens, token_secret
 
 
 @dataclass
@@ -47,8 +46,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 
 
 def tables(home: Home) -> dict[str, list[dict[str, Any]]]:
-    with home.store.read() as conn:
-        return {t.name: [dict(r) for r in conn.execute(select(t)).mappings()] for t in ACCESS_TABLES}
+    return access_rows(home.store)
 
 
 def refused(response: Response, status: int, code: str) -> dict[str, Any]:

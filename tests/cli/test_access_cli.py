@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
 
 from fabtrust.access import AUDIT_ACCESS, Caller, Role
 from fabtrust.cli.remote import Credentials, Server
@@ -32,7 +31,7 @@ from fabtrust.home import Home, local_actor
 from fabtrust.tlog.audit import AuditEntry
 from tests.api.test_serve_tls import FABTRUST, free_port, self_signed, serving
 from tests.cli.result import Result, run_in_process
-from tests.team import ACCESS_TABLES, MONTH, team_tokens, token_secret
+from tests.team import MONTH, access_rows, team_tokens, token_secret
 
 PASSPHRASE = "access-cli-passphrase"
 CLEARED = (
@@ -54,8 +53,8 @@ def read_only(path: Path) -> Home:
 
 
 def tables(path: Path) -> dict[str, list[dict[str, Any]]]:
-    with read_only(path) as home, home.store.read() as conn:
-        return {t.name: [dict(r) for r in conn.execute(select(t)).mappings()] for t in ACCESS_TABLES}
+    with read_only(path) as home:
+        return access_rows(home.store)
 
 
 def access_entries(path: Path, since: int = 0) -> list[AuditEntry]:
