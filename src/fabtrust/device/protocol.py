@@ -56,6 +56,7 @@ from fabtrust.crypto.keys import (
     key_id,
     key_type_of,
     load_public_key,
+    spki_der,
     supported_public_key,
     verify_signature,
     verify_with_key,
@@ -418,9 +419,13 @@ class GenuineChip:
     vendor: str
     birth_key_id: str
     csr: x509.CertificateSigningRequest
-    sealing_key: bytes
     csr_key: PublicKey  # the request's public key (a signing key of a type fabtrust supports)
-    sealing_public: x25519.X25519PublicKey  # ``sealing_key``, loaded
+    sealing_public: x25519.X25519PublicKey  # the chip's new sealing key, checked to be X25519
+
+    @property
+    def sealing_key(self) -> bytes:
+        """The sealing key as DER SubjectPublicKeyInfo, as the chip sent it."""
+        return spki_der(self.sealing_public)
 
 
 def _spki(certificate: x509.Certificate) -> bytes:
@@ -551,7 +556,6 @@ def verify_genuineness(
         vendor=_vendor_name(anchor),
         birth_key_id=key_id(birth_spki),
         csr=csr,
-        sealing_key=response.sealing_key,
         csr_key=csr_key,
         sealing_public=cast(x25519.X25519PublicKey, sealing_public),
     )
