@@ -64,6 +64,9 @@ _ECDSA_HASH: dict[KeyType, type[hashes.HashAlgorithm]] = {
     KeyType.P256: hashes.SHA256,
     KeyType.P384: hashes.SHA384,
 }
+# the ECDSA signature algorithm of each curve, made once: cryptography's ECDSA objects hold only
+# their hash and are never changed, and a station signs and verifies several times per device
+ECDSA_ALGORITHM: dict[KeyType, ec.ECDSA] = {kt: ec.ECDSA(h()) for kt, h in _ECDSA_HASH.items()}
 
 
 def check_usage(key_type: KeyType, usage: KeyUsage) -> None:
@@ -110,7 +113,7 @@ def sign_with(private_key: PrivateKey, key_type: KeyType, message: bytes) -> byt
     if actual is not key_type:
         raise InvalidInput(f"the key is a {actual.value} key, not {key_type.value}")
     if isinstance(private_key, ec.EllipticCurvePrivateKey):
-        return private_key.sign(message, ec.ECDSA(_ECDSA_HASH[key_type]()))
+        return private_key.sign(message, ECDSA_ALGORITHM[key_type])
     if isinstance(private_key, ed25519.Ed25519PrivateKey | mldsa.MLDSA65PrivateKey):
         return private_key.sign(message)
     raise InvalidInput(f"a {key_type.value} key cannot sign")
@@ -194,7 +197,7 @@ def verify_with_key(key: PublicKey, message: bytes, signature: bytes) -> None:
     try:
         if family is ec.EllipticCurvePublicKey:
             ec_key = cast(ec.EllipticCurvePublicKey, key)
-            ec_key.verify(signature, message, ec.ECDSA(_ECDSA_HASH[key_type_of(ec_key)]()))
+            ec_key.verify(signature, message, ECDSA_ALGORITHM[key_type_of(ec_key)])
         elif family is ed25519.Ed25519PublicKey or family is mldsa.MLDSA65PublicKey:
             cast("ed25519.Ed25519PublicKey | mldsa.MLDSA65PublicKey", key).verify(signature, message)
         else:

@@ -22,11 +22,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtensionOID
 
-from fabtrust.crypto.keys import KeyType
+from fabtrust.crypto.keys import ECDSA_ALGORITHM, KeyType
 from fabtrust.errors import InvalidInput
 from fabtrust.pki.issuance import NameRequest, Urls, certificate_extensions, check_serial
 from fabtrust.pki.profiles import Profile
@@ -199,8 +198,7 @@ class LeafTemplate:
     ) -> x509.Certificate:
         """The certificate: the TBSCertificate signed with the issuer's key (RFC 5280 4.1.1)."""
         if isinstance(key, ec.EllipticCurvePrivateKey):
-            digest = hashes.SHA256() if self.key_type is KeyType.P256 else hashes.SHA384()
-            signature = key.sign(tbs, ec.ECDSA(digest))
+            signature = key.sign(tbs, ECDSA_ALGORITHM[self.key_type])
         else:
             signature = key.sign(tbs)
         body = tbs + self.signature_algorithm + _tlv(_BIT_STRING, b"\x00" + signature)
