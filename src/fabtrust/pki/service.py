@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
-from sqlalchemy import Connection, RowMapping, bindparam, insert, literal_column, select, union_all, update
+from sqlalchemy import Connection, RowMapping, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from fabtrust.access.policy import ApprovalAction
@@ -59,6 +59,8 @@ from fabtrust.pki.issuance import (
 from fabtrust.pki.profiles import Profile, Profiles
 from fabtrust.pki.signing import ca_private_key, signature_hash
 from fabtrust.pki.template import LeafTemplate
+from fabtrust.store import dbapi
+from fabtrust.store.dbapi import Sql
 from fabtrust.store.engine import Store
 from fabtrust.store.tables import pki_cas, pki_certs
 from fabtrust.tlog.audit import AuditEntry, AuditLog, Outcome
@@ -67,19 +69,25 @@ AUDIT_PKI = "fabtrust.audit.pki/v1"
 
 # Statements on the issuance path, built once: SQLAlchemy then only binds values (a statement built
 # per call costs several times its execution on SQLite).
-_INSERT_CERTS = insert(pki_certs)
-# what the store forbids for a batch, in one round trip: (kind, value) rows for revoked or retired
-# CAs of the chains, device serials certified already and device keys certified already
-_ADMIT_CONFLICTS = union_all(
-    select(literal_column("'ca'").label("kind"), pki_cas.c.ca_id.label("value")).where(
-        pki_cas.c.ca_id.in_(bindparam("ids", expanding=True)), pki_cas.c.status != "active"
-    ),
-    select(literal_column("'serial'"), pki_certs.c.device_serial).where(
-        pki_certs.c.device_serial.in_(bindparam("serials", expanding=True))
-    ),
-    select(literal_column("'key'"), pki_certs.c.key_id).where(
-        pki_certs.c.key_id.in_(bindparam("key_ids", expanding=True)), pki_certs.c.profile == "device-idevid"
-    ),
+# the rows of issued certificates, and what the store forbids for a batch in one round trip:
+# (kind, value) rows for revoked or retired CAs of the chains, device serials certified already and
+# device keys certified already (SQL text on the DBAPI connection: fabtrust.store.dbapi)
+_INSERT_CERTS = Sql.portable(
+    "INSERT INTO pki_certs (ca_id, serial, profile, subject, key_id, device_serial, order_id, not_before,"
+    " not_after, cert_der, status, created_at) VALUES (:ca_id, :serial, :profile, :subject, :key_id,"
+    " :device_serial, :order_id, :not_before, :not_after, :cert_der, 'good', :created_at)"
+)
+_ADMIT_CONFLICTS = Sql.portable(
+    "SELECT 'ca', ca_id FROM pki_cas"
+    " WHERE ca_id IN (SELECT value FROM json_each(:ids)) AND status != 'active'"
+    " UNION ALL SELECT 'serial', device_serial FROM pki_certs"
+    " WHERE device_serial IN (SELECT value FROM json_each(:serials))"
+    " UNION ALL SELECT 'key', key_id FROM pki_certs"
+    " WHERE key_id IN (SELECT value FROM json_each(:key_ids)) AND profile = 'device-idevid'",
+    postgresql="SELECT 'ca', ca_id FROM pki_cas WHERE ca_id = ANY(:ids) AND status != 'active'"
+    " UNION ALL SELECT 'serial', device_serial FROM pki_certs WHERE device_serial = ANY(:serials)"
+    " UNION ALL SELECT 'key', key_id FROM pki_certs"
+    " WHERE key_id = ANY(:key_ids) AND profile = 'device-idevid'",
 )
 BUNDLE_FORMAT = "fabtrust.ca-bundle/v1"
 CEREMONY_TYPE = "application/vnd.fabtrust.root-ceremony+json"
@@ -195,7 +203,8 @@ class _Prepared:
     certificate: x509.Certificate
     subject_key_id: str
 
-    def row(self, now: datetime) -> dict[str, Any]:
+    def row(self, conn: Connection, now: datetime) -> dict[str, Any]:
+        """The certificate's ``pki_certs`` row, as ``_INSERT_CERTS`` binds it."""
         cert = self.certificate
         return {
             "ca_id": self.ca_id,
@@ -205,11 +214,10 @@ class _Prepared:
             "key_id": self.subject_key_id,
             "device_serial": self.request.device_serial,
             "order_id": self.request.order_id,
-            "not_before": cert.not_valid_before_utc,
-            "not_after": cert.not_valid_after_utc,
+            "not_before": dbapi.db_time(conn, cert.not_valid_before_utc),
+            "not_after": dbapi.db_time(conn, cert.not_valid_after_utc),
             "cert_der": cert.public_bytes(serialization.Encoding.DER),
-            "status": "good",
-            "created_at": now,
+            "created_at": dbapi.db_time(conn, now),
         }
 
 
@@ -825,7 +833,7 @@ class PkiService:
                 with self._store.write() as conn:
                     accepted = self._admit(conn, prepared, results)
                     if accepted:
-                        conn.execute(_INSERT_CERTS, [p.row(now) for p in accepted])
+                        dbapi.execute_many(conn, _INSERT_CERTS, [p.row(conn, now) for p in accepted])
                     entries = [self._issue_entry(requests[i], r) for i, r in enumerate(results)]
                     self._audit.append(entries, conn=conn)
                 break
@@ -858,7 +866,7 @@ class PkiService:
                 results[index] = exc
         accepted = self._admit(conn, prepared, results)
         if accepted:
-            conn.execute(_INSERT_CERTS, [p.row(now) for p in accepted])
+            dbapi.execute_many(conn, _INSERT_CERTS, [p.row(conn, now) for p in accepted])
         if audited_by_caller:
             return [r if r is not None else Conflict("not issued") for r in results]
         entries = [self._issue_entry(requests[i], r) for i, r in enumerate(results)]
@@ -941,8 +949,9 @@ class PkiService:
         serials = [p.request.device_serial for p in prepared if p.request.device_serial]
         key_ids = [p.subject_key_id for p in prepared if p.profile == "device-idevid"]
         found: dict[str, set[str]] = {"ca": set(), "serial": set(), "key": set()}
-        for kind, value in conn.execute(
-            _ADMIT_CONFLICTS, {"ids": sorted(ca_ids), "serials": serials, "key_ids": key_ids}
+        lists = {"ids": sorted(ca_ids), "serials": serials, "key_ids": key_ids}
+        for kind, value in dbapi.execute(
+            conn, _ADMIT_CONFLICTS, {k: dbapi.db_list(conn, v) for k, v in lists.items()}
         ):
             found[kind].add(value)
         revoked, taken_serials, taken_keys = found["ca"], found["serial"], found["key"]
@@ -1058,7 +1067,7 @@ class PkiService:
                 if superseded != 1:
                     raise Conflict("the certificate to supersede is revoked or superseded already")
                 try:
-                    conn.execute(insert(pki_certs).values(**prepared.row(now)))
+                    dbapi.execute(conn, _INSERT_CERTS, prepared.row(conn, now))
                 except IntegrityError:
                     raise Conflict("a certificate with this device serial or serial number exists") from None
                 issued = Issued(

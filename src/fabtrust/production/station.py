@@ -31,7 +31,7 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import insert, select, update
 
 from fabtrust.clock import Clock, rfc3339, system_clock
 from fabtrust.crypto import dsse, hpke
@@ -75,6 +75,8 @@ from fabtrust.production.documents import (
     signed_envelope,
 )
 from fabtrust.production.oem import AUDIT_PRODUCTION
+from fabtrust.store import dbapi
+from fabtrust.store.dbapi import Sql
 from fabtrust.store.engine import Store
 from fabtrust.store.tables import st_devices, st_identity, st_issuing_keys, st_packages
 from fabtrust.tlog.audit import AuditEntry, AuditLog, Outcome
@@ -85,23 +87,24 @@ MAX_OUTSTANDING_CHALLENGES = 100_000
 MAX_BATCH = 1000
 
 # The provisioning transaction's statements, built once (SQLAlchemy then only binds values).
-_PACKAGE_COUNTER = (
-    select(st_packages.c.quota, st_packages.c.used)
-    .where(st_packages.c.order_id == bindparam("order_id"))
-    .with_for_update()
+# the statements of every provisioning batch, as SQL text (fabtrust.store.dbapi): the order's quota
+# and counter (row-locked on PostgreSQL; SQLite's write lock is held already), chips provisioned
+# already, the devices' rows, and the counter moved only if nobody moved it meanwhile
+_PACKAGE_COUNTER = Sql.portable(
+    "SELECT quota, used FROM st_packages WHERE order_id = :order_id",
+    postgresql="SELECT quota, used FROM st_packages WHERE order_id = :order_id FOR UPDATE",
 )
-_TAKEN_CHIPS = select(st_devices.c.chip_uid).where(
-    st_devices.c.chip_uid.in_(bindparam("uids", expanding=True))
+_TAKEN_CHIPS = Sql.portable(
+    "SELECT chip_uid FROM st_devices WHERE chip_uid IN (SELECT value FROM json_each(:uids))",
+    postgresql="SELECT chip_uid FROM st_devices WHERE chip_uid = ANY(:uids)",
 )
-_INSERT_DEVICES = insert(st_devices)
-_ADVANCE_COUNTER = (
-    update(st_packages)
-    .where(
-        st_packages.c.order_id == bindparam("b_order_id"),
-        st_packages.c.used == bindparam("b_used"),
-        st_packages.c.quota >= bindparam("b_highest"),
-    )
-    .values(used=bindparam("b_highest"))
+_INSERT_DEVICES = Sql.portable(
+    "INSERT INTO st_devices (chip_uid, order_id, seq, device_serial, log_index, record, receipt, state,"
+    " created_at) VALUES (:chip_uid, :order_id, :seq, :device_serial, :log_index, :record, NULL,"
+    " 'issued', :created_at)"
+)
+_ADVANCE_COUNTER = Sql.portable(
+    "UPDATE st_packages SET used = :highest WHERE order_id = :order_id AND used = :used AND quota >= :highest"
 )
 
 
@@ -475,9 +478,16 @@ class Station:
         identity = self._keystore.get(me["identity_key"])
         provisioned: list[tuple[int, tuple[GenuineChip, Issued], ProductionRecord]] = []
         with self._store.write() as conn:
-            quota, used = conn.execute(_PACKAGE_COUNTER, {"order_id": order_id}).one()
+            counter = dbapi.execute(conn, _PACKAGE_COUNTER, {"order_id": order_id}).fetchone()
+            if counter is None:
+                raise NotFound(f"order {order_id} has no package at this station")
+            quota, used = counter
             uids = [chip.chip_uid for _, chip in chips]
-            taken = set(conn.execute(_TAKEN_CHIPS, {"uids": uids}).scalars()) if uids else set()
+            taken = (
+                {uid for (uid,) in dbapi.execute(conn, _TAKEN_CHIPS, {"uids": dbapi.db_list(conn, uids)})}
+                if uids
+                else set()
+            )
             admitted: list[tuple[int, GenuineChip, int]] = []
             for index, chip in chips:
                 if chip.chip_uid in taken:
@@ -560,7 +570,9 @@ class Station:
             checkpoint = self._audit.append(entries, conn=conn) if entries else None
             first = (checkpoint.checkpoint.size if checkpoint else 0) - len(entries)  # the devices' entries
             if provisioned:
-                conn.execute(
+                created_at = dbapi.db_time(conn, now)
+                dbapi.execute_many(
+                    conn,
                     _INSERT_DEVICES,
                     [
                         {
@@ -570,9 +582,7 @@ class Station:
                             "device_serial": record.device_serial,
                             "log_index": first + position,
                             "record": envelope,
-                            "receipt": None,
-                            "state": "issued",
-                            "created_at": now,
+                            "created_at": created_at,
                         }
                         for position, ((_, _, record), envelope) in enumerate(
                             zip(provisioned, envelopes, strict=True)
@@ -580,8 +590,8 @@ class Station:
                     ],
                 )
                 highest = max(record.seq for _, _, record in provisioned)
-                moved = conn.execute(
-                    _ADVANCE_COUNTER, {"b_order_id": order_id, "b_used": used, "b_highest": highest}
+                moved = dbapi.execute(
+                    conn, _ADVANCE_COUNTER, {"order_id": order_id, "used": used, "highest": highest}
                 )
                 if moved.rowcount != 1:
                     raise Conflict("the order's counter moved during the batch; nothing was provisioned")

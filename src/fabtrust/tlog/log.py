@@ -28,11 +28,12 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Insert, Table, bindparam, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, bindparam, select
 
 from fabtrust.clock import Clock, system_clock
 from fabtrust.errors import Conflict, InvalidInput, NotFound, VerificationFailed
+from fabtrust.store import dbapi
+from fabtrust.store.dbapi import Sql
 from fabtrust.store.engine import Store
 from fabtrust.store.tables import log_checkpoints, log_heads, log_pieces, log_tiles
 from fabtrust.tlog import merkle
@@ -165,6 +166,27 @@ def _pieces(size: int, entries: Sequence[bytes]) -> Iterator[tuple[int, bytes]]:
         first += take
 
 
+# the statements of every append, as SQL text (fabtrust.store.dbapi): the head (row-locked on
+# PostgreSQL; SQLite's write lock is held already), the new entries, the tiles they complete or
+# grow (right-edge tiles grow in place), the new head and its signed checkpoint
+_HEAD_FOR_UPDATE = Sql.portable(
+    "SELECT size, frontier FROM log_heads WHERE log_id = :log_id",
+    postgresql="SELECT size, frontier FROM log_heads WHERE log_id = :log_id FOR UPDATE",
+)
+_INSERT_PIECE = Sql.portable(
+    "INSERT INTO log_pieces (log_id, start, entries) VALUES (:log_id, :start, :entries)"
+)
+_UPSERT_TILE = Sql.portable(
+    "INSERT INTO log_tiles (log_id, level, idx, hashes) VALUES (:log_id, :level, :idx, :hashes)"
+    " ON CONFLICT (log_id, level, idx) DO UPDATE SET hashes = excluded.hashes"
+)
+_UPDATE_HEAD = Sql.portable("UPDATE log_heads SET size = :size, frontier = :frontier WHERE log_id = :log_id")
+_INSERT_CHECKPOINT = Sql.portable(
+    "INSERT INTO log_checkpoints (log_id, size, root, note, created_at)"
+    " VALUES (:log_id, :size, :root, :note, :created_at)"
+)
+
+
 class MerkleLog:
     """One named log (its checkpoint origin) in a store."""
 
@@ -186,7 +208,6 @@ class MerkleLog:
         if log_id is None:
             raise NotFound(f"no log with origin {origin!r} in this store")
         self._log_id: int = log_id
-        self._upsert_tile = self._upsert(log_tiles, "hashes")
         self._roots: OrderedDict[int, bytes] = OrderedDict()
         # The right edge after this process's last append: (size, partial tiles by level).
         # Used only when the locked head still has that size, i.e. nobody else appended since.
@@ -195,18 +216,6 @@ class MerkleLog:
         self._size_seen = 0  # the largest tree size this process has seen committed
         self._size_stmt = select(log_heads.c.size).where(log_heads.c.log_id == bindparam("log_id"))
         self._tile_cache_size = tile_cache_size
-        self._head_for_update = (
-            select(log_heads.c.size, log_heads.c.frontier)
-            .where(log_heads.c.log_id == bindparam("log_id"))
-            .with_for_update()
-        )
-        self._update_head = (
-            log_heads.update()
-            .where(log_heads.c.log_id == bindparam("b_log_id"))
-            .values(size=bindparam("b_size"), frontier=bindparam("b_frontier"))
-        )
-        self._insert_checkpoint = log_checkpoints.insert()
-        self._insert_pieces = log_pieces.insert()
         self._pieces_stmt = (
             select(log_pieces.c.start, log_pieces.c.entries)
             .where(
@@ -245,12 +254,6 @@ class MerkleLog:
 
     # -- writing ---------------------------------------------------------------------------------
 
-    def _upsert(self, table: Table, column: str) -> Insert:
-        """INSERT ... ON CONFLICT DO UPDATE: right-edge tiles grow in place (built once)."""
-        keys = [c.name for c in table.primary_key.columns]
-        stmt = postgresql.insert(table) if self._store.dialect == "postgresql" else sqlite.insert(table)
-        return stmt.on_conflict_do_update(index_elements=keys, set_={column: stmt.excluded[column]})
-
     def append(self, entries: Sequence[bytes], *, conn: Connection | None = None) -> SignedCheckpoint:
         """Integrate ``entries`` durably, in order, and return the signed checkpoint covering them.
 
@@ -277,9 +280,11 @@ class MerkleLog:
         leaf_hash = merkle.leaf_hash
         leaf_hashes = [leaf_hash(body) for body in entries]
         log_id = self._log_id
-        head = conn.execute(self._head_for_update, {"log_id": log_id}).one()
-        size: int = head.size
-        old_frontier = bytes(head.frontier)
+        head = dbapi.execute(conn, _HEAD_FOR_UPDATE, {"log_id": log_id}).fetchone()
+        if head is None:
+            raise NotFound(f"log {self.origin!r} is gone from this store")
+        size: int = head[0]
+        old_frontier = bytes(head[1])
         edge = self._edge
         self._edge = None  # stale until this transaction's work is done
         if edge is None or edge.size != size or edge.frontier != old_frontier:
@@ -290,18 +295,27 @@ class MerkleLog:
         cp = Checkpoint(self.origin, new_size, merkle.frontier_root(frontier))
         note = sign_checkpoint(cp, signer)
         new_frontier = b"".join(frontier)
-        conn.execute(
-            self._insert_pieces,
+        dbapi.execute_many(
+            conn,
+            _INSERT_PIECE,
             [{"log_id": log_id, "start": start, "entries": blob} for start, blob in _pieces(size, entries)],
         )
-        conn.execute(
-            self._upsert_tile,
+        dbapi.execute_many(
+            conn,
+            _UPSERT_TILE,
             [{"log_id": log_id, "level": lvl, "idx": i, "hashes": b} for (lvl, i), b in tiles.items()],
         )
-        conn.execute(self._update_head, {"b_log_id": log_id, "b_size": new_size, "b_frontier": new_frontier})
-        conn.execute(
-            self._insert_checkpoint,
-            {"log_id": log_id, "size": new_size, "root": cp.root, "note": note, "created_at": self._clock()},
+        dbapi.execute(conn, _UPDATE_HEAD, {"log_id": log_id, "size": new_size, "frontier": new_frontier})
+        dbapi.execute(
+            conn,
+            _INSERT_CHECKPOINT,
+            {
+                "log_id": log_id,
+                "size": new_size,
+                "root": cp.root,
+                "note": note,
+                "created_at": dbapi.db_time(conn, self._clock()),
+            },
         )
         # Safe even if the transaction later rolls back: the next append uses this edge only when the
         # locked head still shows exactly this size and frontier.
