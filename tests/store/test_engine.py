@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, inspect, text
 
 from fabtrust.errors import InvalidInput, Unavailable
+from fabtrust.store import engine
 from fabtrust.store.engine import WAL_CHECKPOINT_PAGES, Store, head_revision, parse_db_url, redact, sqlite_url
 
 TABLES = {"alembic_version", "log_heads", "log_pieces", "log_tiles", "log_checkpoints"}
@@ -108,3 +113,80 @@ def test_a_file_that_is_not_a_database_is_unavailable(tmp_path: Path) -> None:
     with pytest.raises(Unavailable):
         Store.open(sqlite_url(bogus))
     assert bogus.read_bytes() == b"this is not sqlite" * 100
+
+
+# -- the background WAL copier (SQLite) --------------------------------------------------------------
+
+
+def _add_heads(store: Store, first: int, count: int, size: int = 64) -> None:
+    for n in range(first, first + count):
+        with store.write() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO log_heads (origin, size, frontier, created_at) "
+                    "VALUES (:o, 0, :f, CURRENT_TIMESTAMP)"
+                ),
+                {"o": f"copier/{n}", "f": bytes(size)},
+            )
+
+
+def _rows_in_database_file(path: Path) -> int:
+    """Rows the database file itself holds, ignoring the WAL (``immutable``: no WAL, no locks)."""
+    conn = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
+    try:
+        return int(conn.execute("SELECT count(*) FROM log_heads").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def _until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 10
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within 10 s")
+        time.sleep(0.01)
+
+
+def _copier_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "fabtrust-wal-checkpoint"]
+
+
+def test_committed_pages_reach_the_database_file_without_a_commit_copying_them(tmp_path: Path) -> None:
+    path = tmp_path / "copier.db"
+    store = Store.open(sqlite_url(path))
+    before = len(_copier_threads())
+    _add_heads(store, 0, 5)  # a few pages: far below the commits' own checkpoint threshold
+    _until(lambda: _rows_in_database_file(path) == 5, "the background copier checkpoints the WAL")
+    assert len(_copier_threads()) == before + 1
+    store.close()
+    assert len(_copier_threads()) == before  # close waits for the thread
+    _add_heads(Store.open(sqlite_url(path)), 5, 1)  # and a reopened store has its own
+
+
+def test_the_wal_stays_short_under_a_continuous_writer(tmp_path: Path) -> None:
+    path = tmp_path / "busy.db"
+    store = Store.open(sqlite_url(path))
+    _add_heads(store, 0, 400, size=8192)  # some 1,200 pages committed back to back
+    wal = Path(f"{path}-wal").stat().st_size
+    assert wal <= (WAL_CHECKPOINT_PAGES + 100) * (4096 + 24) + 32  # started over, not grown
+    with store.read() as conn:
+        assert conn.execute(text("SELECT count(*) FROM log_heads")).scalar() == 400
+    store.close()
+
+
+def test_an_idle_copier_lets_its_thread_go_and_the_next_commit_brings_it_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(engine, "CHECKPOINT_IDLE", 0.05)
+    path = tmp_path / "idle.db"
+    store = Store.open(sqlite_url(path))
+    copier = store._checkpointer
+    assert copier is not None
+    _add_heads(store, 0, 1)
+    _until(lambda: not copier.running, "the idle copier ends")
+    _add_heads(store, 1, 2)
+    _until(lambda: _rows_in_database_file(path) == 3, "a new copier checkpoints the new commits")
+    store.close()
+    assert not copier.running
+    _add_heads(store, 3, 1)  # a write after close still commits; no thread is started for it
+    assert not copier.running
