@@ -7,6 +7,7 @@ time as values, so no key store or database is involved."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -19,6 +20,7 @@ from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsag
 
 from fabtrust.crypto.keys import KeyType
 from fabtrust.errors import FabtrustError, InvalidInput, PolicyViolation, VerificationFailed
+from fabtrust.pki import issuance
 from fabtrust.pki.issuance import (
     MAX_CSR_BYTES,
     IssuerView,
@@ -821,3 +823,54 @@ def test_key_types_follow_the_profile(profile: Profile, key_type: KeyType, allow
     else:
         with pytest.raises(PolicyViolation, match=f"does not allow {key_type.value} keys"):
             csr_key_type(csr, profile)
+
+
+_URIS = [
+    "https://widget.example/devices/ABC",
+    "http://a.example",
+    "http://a.example/",
+    "https://a.example/x?y#z",
+    "https://a.example//x",
+    "https://a.example./x",
+    "https://a.example.",
+    "https://-a.example/x",
+    "https://a..example/x",
+    "https://a.example/x y",
+    "https://a.example/x\t",
+    "https://a.example?x",
+    "https://a.example#x",
+    "https://a.example:443/x",
+    "https://a.example:99999/x",
+    "https://u@a.example/x",
+    "HTTPS://A.EXAMPLE/x",
+    "https://localhost/x",
+    "https://a.example/" + "x" * 300,
+    "ftp://a.example/x",
+    "https://a.example/é",
+    "https://" + "a" * 64 + ".example/x",
+    "https://[::1]/x",
+    "https://a_b.example/x",
+]
+
+
+@pytest.mark.parametrize("uri", _URIS)
+def test_the_plain_uri_shortcut_agrees_with_urlsplit(uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Device URIs skip urlsplit (issuance._PLAIN_URI); they must get the same host or the same
+    refusal as through the general parser."""
+
+    def host() -> str | None:
+        issuance._uri_host.cache_clear()
+        try:
+            return issuance._uri_host(uri)
+        except InvalidInput:
+            return None
+
+    shortcut = host()
+    monkeypatch.setattr(issuance, "_PLAIN_URI", re.compile(r"(?!)"))  # matches nothing
+    assert host() == shortcut
+    issuance._uri_host.cache_clear()
+
+
+def test_device_uris_take_the_shortcut() -> None:
+    assert issuance._PLAIN_URI.fullmatch("https://widget.devices.acme.example/devices/CHIP-0001")
+    assert not issuance._PLAIN_URI.fullmatch("https://user@widget.devices.acme.example/devices/CHIP-0001")

@@ -55,6 +55,9 @@ _PRINTABLE = re.compile(r"^[A-Za-z0-9 '()+,\-./:=?]+$")  # PrintableString (X.68
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _VISIBLE_ASCII = re.compile(r"[\x21-\x7e]+")
 _DNS_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+# the common form of a certified URI, parsed without urlsplit: a lower-case http(s) scheme, a host
+# of lower-case DNS characters (no userinfo, port or brackets), then a path of visible ASCII
+_PLAIN_URI = re.compile(r"https?://([a-z0-9.-]+)(?:/[\x21-\x7e]*)?")
 
 
 def load_csr(data: bytes) -> x509.CertificateSigningRequest:
@@ -224,6 +227,11 @@ def check_dns_name(name: str) -> str:
 
 @functools.lru_cache(maxsize=4096)
 def _uri_host(uri: str) -> str:
+    plain = _PLAIN_URI.fullmatch(uri) if len(uri) <= 255 else None
+    if plain is not None and not plain.group(1).endswith("."):
+        # what the general path below accepts and returns for these, without urlsplit: a device's
+        # URI is new with every certificate, so the cache never has it
+        return check_dns_name(plain.group(1))
     parts = urlsplit(uri)
     if parts.scheme not in ("https", "http") or not parts.hostname or len(uri) > 255:
         raise InvalidInput(f"{uri!r} is not an http(s) URI with a host (RFC 5280 4.2.1.10 needs a host)")

@@ -55,7 +55,7 @@ def db_time(conn: Connection, value: datetime) -> datetime | str:
         raise ValueError("naive datetime stored")
     if conn.dialect.name == "postgresql":
         return value
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def db_list(conn: Connection, values: Sequence[str]) -> str | list[str]:
