@@ -7,7 +7,8 @@ challenge, the CSR bound to it), duplicate-chip check, atomic quota reservation,
 the order-bound issuing key, production record signed by the station identity key, audit-log
 entry, durable commit (SQLite WAL, synchronous=FULL), then the device-class secrets HPKE-sealed to
 the device. The store's background thread copies committed WAL pages into the database file (as
-it does in production); that copy is I/O, and it may overlap the floor's turn. Batches of ``--batch`` devices (a gang programmer's sockets) share one commit; a second
+it does in production); that copy is I/O, and it may overlap the floor's turn. Batches of
+``--batch`` devices (a gang programmer's sockets) share one commit; a second
 run provisions one device per call for the latency per device at line rate.
 
 Not timed: the devices' own work (on-chip key generation, CSR, signatures), made before timing
