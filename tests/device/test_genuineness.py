@@ -11,6 +11,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.name import _ASN1Type
 from cryptography.x509.oid import AttributeOID, NameOID
 
 from fabtrust.crypto.keys import KeyType, generate_private_key, key_id, spki_der
@@ -172,6 +173,38 @@ def test_a_csr_for_another_chip_uid_is_refused(vendor: SiliconVendor, chip: Secu
     )
     with pytest.raises(VerificationFailed, match="certificate request is for another chip UID"):
         verify_genuineness(response, sent, [vendor.root], NOW)
+
+
+@pytest.mark.parametrize(
+    ("string_type", "accepted"),
+    [
+        pytest.param(_ASN1Type.PrintableString, True, id="ok/printable-string"),
+        pytest.param(_ASN1Type.UTF8String, True, id="ok/utf8-string"),
+        pytest.param(_ASN1Type.BMPString, False, id="fail/bmp-string"),
+    ],
+)
+def test_the_requests_serial_number_is_a_printable_or_utf8_string(
+    vendor: SiliconVendor, chip: SecureElement, string_type: _ASN1Type, accepted: bool
+) -> None:
+    """X.520 gives serialNumber the PrintableString syntax; UTF8String is let through, other
+    string types are not read as the chip UID."""
+    sent = challenge()
+    _answer(chip, challenge())
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.SERIAL_NUMBER, chip.uid, _type=string_type)]))
+        .add_attribute(AttributeOID.CHALLENGE_PASSWORD, sent.nonce.hex().encode())
+        .sign(key, hashes.SHA256())
+        .public_bytes(serialization.Encoding.DER)
+    )
+    response = _signed_by_birth_key(chip, sent, csr)
+    if accepted:
+        genuine = verify_genuineness(response, sent, [vendor.root], NOW)
+        assert genuine.csr_spki == spki_der(key.public_key())
+    else:
+        with pytest.raises(VerificationFailed, match="certificate request is for another chip UID"):
+            verify_genuineness(response, sent, [vendor.root], NOW)
 
 
 def test_a_sealing_key_that_is_not_x25519_is_refused(vendor: SiliconVendor, chip: SecureElement) -> None:

@@ -46,6 +46,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import x25519
 from cryptography.x509.oid import AttributeOID, NameOID
 
+from fabtrust.crypto import der
 from fabtrust.crypto.canonical import canonical_json, parse_canonical
 from fabtrust.crypto.encoding import b64, unb64
 from fabtrust.crypto.keys import (
@@ -420,6 +421,7 @@ class GenuineChip:
     birth_key_id: str
     csr: x509.CertificateSigningRequest
     csr_key: PublicKey  # the request's public key (a signing key of a type fabtrust supports)
+    csr_spki: bytes  # csr_key as DER SubjectPublicKeyInfo
     sealing_public: x25519.X25519PublicKey  # the chip's new sealing key, checked to be X25519
 
     @property
@@ -444,9 +446,9 @@ def subject_serial_number(name: x509.Name) -> str | None:
 
 def load_certificates(chain: Sequence[bytes], what: str) -> list[x509.Certificate]:
     certificates = []
-    for position, der in enumerate(chain):
+    for position, data in enumerate(chain):
         try:
-            certificates.append(x509.load_der_x509_certificate(der))
+            certificates.append(x509.load_der_x509_certificate(data))
         except ValueError:
             raise InvalidInput(f"{what} entry {position} is not a DER certificate") from None
     return certificates
@@ -514,13 +516,14 @@ def verify_genuineness(
         _check_validity(certificate, now, f"birth chain entry {position}")
     _check_validity(anchor, now, "the silicon vendor's root certificate")
 
+    # the subject's serialNumber and the key's SPKI read from the DER cryptography has just
+    # loaded (building an x509.Name and re-encoding the key cost more than they check)
     birth = chain[0]
-    if subject_serial_number(birth.subject) != response.chip_uid:
+    uid = response.chip_uid.encode("ascii")
+    birth_subject, birth_spki = der.certificate_fields(response.birth_chain[0])
+    if der.serial_number(birth_subject) != uid:
         raise VerificationFailed("birth certificate is for another chip UID")
     birth_key = birth.public_key()
-    birth_spki = birth_key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
     try:
         verify_with_key(supported_public_key(birth_key), response.signed_payload(), response.signature)
     except VerificationFailed:
@@ -544,7 +547,8 @@ def verify_genuineness(
         password = b""
     if not hmac.compare_digest(password, challenge.nonce.hex().encode("ascii")):
         raise VerificationFailed("certificate request is not bound to this challenge")
-    if subject_serial_number(csr.subject) != response.chip_uid:
+    csr_subject, csr_spki = der.request_fields(response.csr)
+    if der.serial_number(csr_subject) != uid:
         raise VerificationFailed("certificate request is for another chip UID")
 
     sealing_public = load_public_key(response.sealing_key)
@@ -554,9 +558,10 @@ def verify_genuineness(
     return GenuineChip(
         chip_uid=response.chip_uid,
         vendor=_vendor_name(anchor),
-        birth_key_id=key_id(birth_spki),
+        birth_key_id=key_id(der.canonical_spki(birth_spki) or spki_der(supported_public_key(birth_key))),
         csr=csr,
         csr_key=csr_key,
+        csr_spki=der.canonical_spki(csr_spki) or spki_der(csr_key),
         sealing_public=cast(x25519.X25519PublicKey, sealing_public),
     )
 

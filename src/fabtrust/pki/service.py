@@ -881,9 +881,9 @@ class PkiService:
         if profile.is_ca:
             raise PolicyViolation("CA certificates are made by the CA commands, not issued from here")
         if isinstance(req.csr, VerifiedCsr):
-            csr, public = req.csr.csr, req.csr.key
+            csr, public, spki = req.csr.csr, req.csr.key, req.csr.spki
         else:
-            csr, public = load_csr_and_key(req.csr)
+            (csr, public), spki = load_csr_and_key(req.csr), None
         csr_key_type(csr, profile, public)
         signer = chains.get((req.ca_id, profile.name))
         if signer is None:
@@ -918,7 +918,7 @@ class PkiService:
         start, end = validity(profile, issuer.certificate, now, req.not_after)
         subject = subject_name(profile, names.attributes)
         template = signer.template
-        spki = spki_der(public)  # type: ignore[arg-type]
+        spki = spki or spki_der(public)  # type: ignore[arg-type]
         tbs = template.tbs(
             serial=x509.random_serial_number(),
             not_before=start,

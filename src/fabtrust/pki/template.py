@@ -25,6 +25,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtensionOID
 
+from fabtrust.crypto import der
 from fabtrust.crypto.keys import ECDSA_ALGORITHM, KeyType
 from fabtrust.errors import InvalidInput
 from fabtrust.pki.issuance import NameRequest, Urls, certificate_extensions, check_serial
@@ -72,23 +73,13 @@ def _integer(value: int) -> bytes:
     return _tlv(_INTEGER, value.to_bytes(value.bit_length() // 8 + 1, "big"))
 
 
-def _header(data: bytes, offset: int) -> tuple[int, int]:
-    """(start, end) of the contents of the DER TLV at ``offset``."""
-    first = data[offset + 1]
-    if first < 0x80:
-        return offset + 2, offset + 2 + first
-    octets = first & 0x7F
-    start = offset + 2 + octets
-    return start, start + int.from_bytes(data[offset + 2 : start], "big")
-
-
 def subject_key_identifier(spki: bytes) -> bytes:
     """RFC 5280 4.2.1.2 method 1: SHA-1 of the subjectPublicKey BIT STRING's bits (without tag,
     length and unused-bits octet); what ``x509.SubjectKeyIdentifier.from_public_key`` computes,
     taken here from SPKI bytes already at hand."""
-    start, _ = _header(spki, 0)  # SubjectPublicKeyInfo ::= SEQUENCE {
-    _, algorithm_end = _header(spki, start)  #   algorithm AlgorithmIdentifier,
-    bits_start, bits_end = _header(spki, algorithm_end)  #   subjectPublicKey BIT STRING }
+    _, start, _ = der.tlv(spki, 0)  # SubjectPublicKeyInfo ::= SEQUENCE {
+    _, _, algorithm_end = der.tlv(spki, start)  #   algorithm AlgorithmIdentifier,
+    _, bits_start, bits_end = der.tlv(spki, algorithm_end)  #   subjectPublicKey BIT STRING }
     return hashlib.sha1(spki[bits_start + 1 : bits_end]).digest()  # noqa: S324 (an identifier, per RFC 5280)
 
 
