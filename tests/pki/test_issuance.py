@@ -17,6 +17,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, mldsa, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, ExtensionOID, NameOID
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fabtrust.crypto.keys import KeyType
 from fabtrust.errors import FabtrustError, InvalidInput, PolicyViolation, VerificationFailed
@@ -192,6 +194,54 @@ def test_bad_device_subjects_are_refused(
         subject_name(DEVICE, attributes)
     assert type(err.value) is error
     assert message in err.value.message
+
+
+_VALUE = st.text(
+    st.characters(blacklist_categories=("Cc", "Cs")) | st.sampled_from('#\\"+,;<> ='), min_size=1, max_size=64
+).filter(lambda v: v == v.strip())
+_PRINTABLE_VALUE = st.text("AZaz09 '()+,-./:=?", min_size=1, max_size=64).filter(lambda v: v == v.strip())
+
+
+@st.composite
+def _subjects(draw: st.DrawFn) -> issuance.Subject:
+    values = {
+        "countryName": draw(st.text("ABCDEFGHIJKLMNOPQRSTUVWXYZ", min_size=2, max_size=2)),
+        "organizationName": draw(_VALUE),
+        "organizationalUnitName": draw(_VALUE),
+        "commonName": draw(_VALUE.filter(lambda v: len(v.encode()) <= 64)),
+        "serialNumber": draw(_PRINTABLE_VALUE),
+    }
+    wanted = draw(st.sets(st.sampled_from(sorted(values)), min_size=1))
+    return issuance.check_subject(ANY_SUBJECT, {k: v for k, v in values.items() if k in wanted})
+
+
+ANY_SUBJECT = ROOT.model_copy(
+    update={
+        "subject": ROOT.subject.model_copy(
+            update={"required": (), "optional": tuple(issuance._ORDER)}  # every attribute fabtrust knows
+        )
+    }
+)
+
+
+@given(_subjects())
+@settings(max_examples=300, deadline=None)
+def test_a_subject_is_encoded_and_written_as_cryptography_does(subject: issuance.Subject) -> None:
+    name = subject.name()
+    assert subject.der() == name.public_bytes()
+    assert subject.rfc4514() == name.rfc4514_string()
+
+
+def test_a_subject_value_with_a_lone_surrogate_is_refused() -> None:
+    with pytest.raises(InvalidInput, match="not valid Unicode"):
+        subject_name(DEVICE, {"serialNumber": "SN1", "organizationName": "Acme \udc80 Ltd"})
+
+
+def test_a_common_name_is_at_most_64_bytes_in_utf8_as_cryptography_counts() -> None:
+    attributes = {"serialNumber": "SN1", "organizationName": "Acme", "commonName": "ü" * 32}
+    assert subject_name(DEVICE, attributes).rfc4514_string().startswith("2.5.4.5=SN1,CN=ü")
+    with pytest.raises(InvalidInput, match="commonName must be at most 64 bytes"):
+        issuance.check_subject(DEVICE, {**attributes, "commonName": "ü" * 33})
 
 
 @pytest.mark.parametrize("country", ["de", "DEU", "D1", ""])

@@ -21,7 +21,14 @@ from hypothesis import strategies as st
 
 from fabtrust.crypto.keys import KeyType
 from fabtrust.errors import InvalidInput
-from fabtrust.pki.issuance import NameRequest, Urls, build_certificate, san_entries, subject_name
+from fabtrust.pki.issuance import (
+    NameRequest,
+    Urls,
+    build_certificate,
+    check_subject,
+    san_entries,
+    subject_name,
+)
 from fabtrust.pki.profiles import Profiles
 from fabtrust.pki.template import LeafTemplate, subject_key_identifier
 
@@ -96,7 +103,7 @@ def both(
         serial=serial,
         not_before=NOW,
         not_after=not_after,
-        subject=subject_name(profile, names.attributes),
+        subject=check_subject(profile, names.attributes).der(),
         spki=spki(public),
         sans=san_entries(profile, names),
     )
@@ -250,7 +257,7 @@ def test_serials_outside_rfc5280_are_refused(serial: int) -> None:
             serial=serial,
             not_before=NOW,
             not_after=NOW + timedelta(days=1),
-            subject=subject_name(PROFILES.get("device-idevid"), DEVICE_NAMES.attributes),
+            subject=subject_name(PROFILES.get("device-idevid"), DEVICE_NAMES.attributes).public_bytes(),
             spki=spki(SUBJECT_KEYS["p256"]),
             sans=san_entries(PROFILES.get("device-idevid"), DEVICE_NAMES),
         )
@@ -265,7 +272,7 @@ def test_fractional_seconds_are_refused() -> None:
             serial=2**100,
             not_before=NOW + timedelta(microseconds=1),
             not_after=NOW + timedelta(days=1),
-            subject=subject_name(PROFILES.get("device-idevid"), DEVICE_NAMES.attributes),
+            subject=subject_name(PROFILES.get("device-idevid"), DEVICE_NAMES.attributes).public_bytes(),
             spki=spki(SUBJECT_KEYS["p256"]),
             sans=san_entries(PROFILES.get("device-idevid"), DEVICE_NAMES),
         )

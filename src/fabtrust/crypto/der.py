@@ -1,4 +1,4 @@
-"""A few fields read straight from DER that cryptography has already parsed.
+"""A few fields read straight from DER that cryptography has already parsed, and DER framing.
 
 cryptography hands out a certificate's subject and public key as Python objects only: an
 ``x509.Name`` built attribute by attribute in Python, a key object that OpenSSL's encoders turn back
@@ -28,6 +28,15 @@ _SPKI_PREFIXES = {
     120: bytes.fromhex("3076301006072a8648ce3d020106052b81040022036200" + "04"),
     44: bytes.fromhex("302a300506032b6570032100"),
 }
+
+
+def encode(tag: int, contents: bytes) -> bytes:
+    """The DER TLV of ``contents`` under a one-octet ``tag`` (X.690 8.1.3: definite length)."""
+    size = len(contents)
+    if size < 0x80:
+        return bytes((tag, size)) + contents
+    octets = (size.bit_length() + 7) // 8
+    return bytes((tag, 0x80 | octets)) + size.to_bytes(octets, "big") + contents
 
 
 def tlv(data: bytes, offset: int, limit: int | None = None) -> tuple[int, int, int]:

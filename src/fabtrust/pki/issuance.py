@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, mldsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
+from fabtrust.crypto import der
 from fabtrust.crypto.keys import KeyType, key_type_of
 from fabtrust.errors import InvalidInput, PolicyViolation, VerificationFailed
 from fabtrust.pki.profiles import Profile
@@ -190,7 +191,59 @@ class IssuerView:
         return self.name or self.certificate.subject.rfc4514_string()
 
 
-def subject_name(profile: Profile, attributes: Mapping[str, str]) -> x509.Name:
+# per attribute: its OID (DER), the string type cryptography's x509.NameAttribute gives it by
+# default (PrintableString for countryName and serialNumber, UTF8String for the others) and its
+# name in RFC 4514 strings (serialNumber has no short name there: its dotted OID)
+_ENCODING: dict[str, tuple[bytes, int, str]] = {
+    "countryName": (bytes.fromhex("0603550406"), 0x13, "C"),
+    "organizationName": (bytes.fromhex("060355040a"), 0x0C, "O"),
+    "organizationalUnitName": (bytes.fromhex("060355040b"), 0x0C, "OU"),
+    "commonName": (bytes.fromhex("0603550403"), 0x0C, "CN"),
+    "serialNumber": (bytes.fromhex("0603550405"), 0x13, "2.5.4.5"),
+}
+# RFC 4514 2.4: the characters escaped with a backslash anywhere in a value
+_RFC4514_ESCAPES = str.maketrans({c: "\\" + c for c in '\\"+,;<>'} | {"\0": "\\00"})
+
+
+@dataclass(frozen=True)
+class Subject:
+    """A certificate subject checked against a profile: its attributes in fabtrust's order
+    (countryName, organizationName, organizationalUnitName, commonName, serialNumber), one per RDN.
+
+    :meth:`der` and :meth:`rfc4514` give what ``name().public_bytes()`` and
+    ``name().rfc4514_string()`` give, without building the x509.Name (bulk issuance)."""
+
+    attributes: tuple[tuple[str, str], ...]
+
+    def name(self) -> x509.Name:
+        return x509.Name([x509.NameAttribute(_ATTRIBUTES[name][0], value) for name, value in self.attributes])
+
+    def der(self) -> bytes:
+        rdns = []
+        for name, value in self.attributes:
+            oid, tag, _ = _ENCODING[name]
+            rdns.append(der.encode(0x31, der.encode(0x30, oid + der.encode(tag, value.encode("utf-8")))))
+        return der.encode(0x30, b"".join(rdns))
+
+    def rfc4514(self) -> str:
+        """RFC 4514 2.1: the last RDN first."""
+        return ",".join(
+            f"{_ENCODING[name][2]}={_rfc4514_value(value)}" for name, value in reversed(self.attributes)
+        )
+
+
+def _rfc4514_value(value: str) -> str:
+    value = value.translate(_RFC4514_ESCAPES)
+    if value[0] in "# ":
+        value = "\\" + value
+    if value[-1] == " ":
+        value = value[:-1] + "\\ "
+    return value
+
+
+def check_subject(profile: Profile, attributes: Mapping[str, str]) -> Subject:
+    """The subject ``attributes`` ask for, if ``profile`` allows it; InvalidInput or
+    PolicyViolation naming the first attribute that is wrong."""
     unknown = set(attributes) - set(_ATTRIBUTES)
     if unknown:
         raise InvalidInput(f"unknown subject attributes: {', '.join(sorted(unknown))}")
@@ -201,20 +254,31 @@ def subject_name(profile: Profile, attributes: Mapping[str, str]) -> x509.Name:
     missing = [a for a in profile.subject.required if not attributes.get(a)]
     if missing:
         raise InvalidInput(f"profile {profile.name} requires subject {', '.join(missing)}")
-    rdns = []
+    checked = []
     for name in _ORDER:
         value = attributes.get(name)
         if value is None:
             continue
-        oid, limit = _ATTRIBUTES[name]
+        limit = _ATTRIBUTES[name][1]
         if not value or len(value) > limit or value != value.strip() or _CONTROL.search(value):
             raise InvalidInput(f"subject {name} must be 1-{limit} characters without control characters")
+        if not value.isascii():
+            try:
+                encoded = value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise InvalidInput(f"subject {name} is not valid Unicode (a lone surrogate)") from None
+            if name == "commonName" and len(encoded) > limit:  # as cryptography counts it
+                raise InvalidInput(f"subject commonName must be at most {limit} bytes in UTF-8")
         if name == "countryName" and not re.fullmatch(r"[A-Z]{2}", value):
             raise InvalidInput("subject countryName must be two capital letters (ISO 3166)")
         if name == "serialNumber" and not _PRINTABLE.fullmatch(value):
             raise InvalidInput("subject serialNumber must be a PrintableString")
-        rdns.append(x509.NameAttribute(oid, value))
-    return x509.Name(rdns)
+        checked.append((name, value))
+    return Subject(tuple(checked))
+
+
+def subject_name(profile: Profile, attributes: Mapping[str, str]) -> x509.Name:
+    return check_subject(profile, attributes).name()
 
 
 @functools.lru_cache(maxsize=4096)

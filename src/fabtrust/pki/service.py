@@ -49,6 +49,7 @@ from fabtrust.pki.issuance import (
     check_chain,
     check_dns_name,
     check_name_constraints,
+    check_subject,
     csr_key_type,
     load_csr,
     load_csr_and_key,
@@ -916,21 +917,21 @@ class PkiService:
             names = NameRequest({**names.attributes, "serialNumber": req.device_serial}, uris, dns, names.ips)
         check_name_constraints(views, names)
         start, end = validity(profile, issuer.certificate, now, req.not_after)
-        subject = subject_name(profile, names.attributes)
+        subject = check_subject(profile, names.attributes)
         template = signer.template
         spki = spki or spki_der(public)  # type: ignore[arg-type]
         tbs = template.tbs(
             serial=x509.random_serial_number(),
             not_before=start,
             not_after=end,
-            subject=subject,
+            subject=subject.der(),
             spki=spki,
             sans=san_entries(profile, names),
         )
         cert = template.sign(tbs, signer.key)
         subject_key_id = key_id(spki)
         return _Prepared(
-            subject.rfc4514_string(),
+            subject.rfc4514(),
             index,
             req,
             profile.name,

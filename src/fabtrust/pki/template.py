@@ -4,10 +4,11 @@ cryptography's ``CertificateBuilder`` re-validates and re-encodes every extensio
 certificate: about 90 µs of Python and Rust around a 23 µs P-256 signature. A CA signing
 thousands of device certificates under one issuer and profile repeats most of that work. A
 ``LeafTemplate`` encodes once what is the same for all of them (issuer name, signature algorithm,
-the profile's fixed extensions), each with cryptography's own encoders; per certificate, the
-subject name, the subject alternative names, the SPKI and the key identifier are encoded by
-cryptography too. This module only frames the parts (X.690 DER: SEQUENCE, INTEGER, time, OCTET
-STRING) into a TBSCertificate (RFC 5280 4.1) and the signed certificate.
+the profile's fixed extensions), each with cryptography's own encoders. Per certificate, the
+subject alternative names are encoded by cryptography too, the subject name by
+:class:`fabtrust.pki.issuance.Subject` (the tests hold it to cryptography's encoding), and the
+SPKI comes as the caller has it. This module only frames the parts (X.690 DER: SEQUENCE, INTEGER,
+time, OCTET STRING) into a TBSCertificate (RFC 5280 4.1) and the signed certificate.
 
 The result is byte-for-byte the TBSCertificate ``build_certificate`` gives for the same inputs;
 the tests hold the two to that for every leaf profile, issuer key type and name form.
@@ -48,12 +49,7 @@ _SKI_PREFIX = bytes.fromhex("0603551d0e")  # the extension's OID, DER
 _SAN_PREFIX = bytes.fromhex("0603551d11")
 
 
-def _tlv(tag: int, body: bytes) -> bytes:
-    size = len(body)
-    if size < 0x80:
-        return bytes((tag, size)) + body
-    octets = (size.bit_length() + 7) // 8
-    return bytes((tag, 0x80 | octets)) + size.to_bytes(octets, "big") + body
+_tlv = der.encode
 
 
 def _oid(oid: x509.ObjectIdentifier) -> bytes:
@@ -150,11 +146,12 @@ class LeafTemplate:
         serial: int,
         not_before: datetime,
         not_after: datetime,
-        subject: x509.Name,
+        subject: bytes,
         spki: bytes,
         sans: Sequence[x509.GeneralName],
     ) -> bytes:
-        """The DER TBSCertificate of one certificate (``spki``: the subject's SubjectPublicKeyInfo)."""
+        """The DER TBSCertificate of one certificate (``subject``: its Name, ``spki``: its
+        SubjectPublicKeyInfo, both DER)."""
         check_serial(serial)
         per_certificate = iter(self.per_certificate)
         extensions = []
@@ -177,7 +174,7 @@ class LeafTemplate:
                     self.signature_algorithm,
                     self.issuer,
                     _validity(not_before, not_after),
-                    subject.public_bytes(),
+                    subject,
                     spki,
                     _tlv(0xA3, _tlv(_SEQUENCE, b"".join(extensions))),  # [3] EXPLICIT Extensions
                 )
