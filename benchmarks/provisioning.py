@@ -48,7 +48,7 @@ from fabtrust.access import ApprovalAction
 from fabtrust.cli.demo import RELEASE_SIGNERS, approved_by, demo_team
 from fabtrust.crypto import hpke
 from fabtrust.crypto.canonical import canonical_json
-from fabtrust.crypto.keys import KeyType, KeyUsage, verify_signature
+from fabtrust.crypto.keys import KeyType, KeyUsage, verify_with_key
 from fabtrust.device.agent import DeviceAgent
 from fabtrust.device.protocol import GenuinenessResponse, secrets_info
 from fabtrust.device.vendor import SiliconVendor
@@ -168,13 +168,7 @@ def make_floor(
             birth, intermediate = (x509.load_der_x509_certificate(d) for d in response.birth_chain)
             birth.verify_directly_issued_by(intermediate)
             intermediate.verify_directly_issued_by(anchor)
-            verify_signature(
-                birth.public_key().public_bytes(
-                    serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-                ),
-                response.signed_payload(),
-                response.signature,
-            )
+            verify_with_key(birth.public_key(), response.signed_payload(), response.signature)  # type: ignore[arg-type]
             csr = x509.load_der_x509_csr(response.csr)
             if not csr.is_signature_valid:
                 raise SystemExit("floor: bad CSR")

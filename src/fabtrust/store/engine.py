@@ -192,7 +192,12 @@ class Store:
         """Connect, refuse a schema newer than this code, and apply pending migrations."""
         parsed = parse_db_url(url)
         if parsed.get_backend_name() == "sqlite":
-            engine = create_engine(parsed)
+            # LIFO: the connection that wrote last is handed out again, its page cache current.
+            # In FIFO order (the default) a station's reads and writes take turns on its pooled
+            # connections, and each turn starts by discarding a page cache that another
+            # connection's commit made stale (measured in the device loop: BEGIN IMMEDIATE
+            # ~135 µs a batch in FIFO order, ~55 µs in LIFO).
+            engine = create_engine(parsed, pool_use_lifo=True)
             event.listen(engine, "connect", _sqlite_pragmas)
             event.listen(engine, "begin", _sqlite_begin)
         else:
