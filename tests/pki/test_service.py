@@ -399,6 +399,8 @@ def test_device_certificates_for_every_allowed_key_type(
         "device-idevid",
     )
     assert row["key_id"] == key_id(spki_der(key.public_key()))  # type: ignore[arg-type]
+    assert (row["serial"], row["subject"]) == (issued.serial, cert.subject.rfc4514_string())
+    assert (row["not_before"], row["not_after"]) == (cert.not_valid_before_utc, cert.not_valid_after_utc)
     # ... and logged
     entry = last_entry(shared.station)
     assert (entry.action, entry.subject, entry.outcome.value) == ("cert.issue", f"device:{serial}", "ok")

@@ -173,6 +173,7 @@ class _Signer:
     info: KeyInfo
     key: Any
     template: LeafTemplate
+    validity: tuple[datetime, datetime]  # of a certificate whose request names no notAfter
 
 
 _ChainCache = dict[tuple[str, str], _Signer]
@@ -203,21 +204,25 @@ class _Prepared:
     issuer_key_id: str
     certificate: x509.Certificate
     subject_key_id: str
+    # what the certificate says, as issuance chose it (not read back from the certificate)
+    serial: int
+    not_before: datetime
+    not_after: datetime
+    der: bytes
 
     def row(self, conn: Connection, now: datetime) -> dict[str, Any]:
         """The certificate's ``pki_certs`` row, as ``_INSERT_CERTS`` binds it."""
-        cert = self.certificate
         return {
             "ca_id": self.ca_id,
-            "serial": serial_hex(cert.serial_number),
+            "serial": serial_hex(self.serial),
             "profile": self.profile,
             "subject": self.subject,
             "key_id": self.subject_key_id,
             "device_serial": self.request.device_serial,
             "order_id": self.request.order_id,
-            "not_before": dbapi.db_time(conn, cert.not_valid_before_utc),
-            "not_after": dbapi.db_time(conn, cert.not_valid_after_utc),
-            "cert_der": cert.public_bytes(serialization.Encoding.DER),
+            "not_before": dbapi.db_time(conn, self.not_before),
+            "not_after": dbapi.db_time(conn, self.not_after),
+            "cert_der": self.der,
             "created_at": dbapi.db_time(conn, now),
         }
 
@@ -894,7 +899,8 @@ class PkiService:
             check_chain(views, profile, now)
             info, key = self._ca_key(chain[0])
             template = self._template(chain[0], profile, info.key_type)
-            signer = chains[(req.ca_id, profile.name)] = _Signer(chain, views, info, key, template)
+            default = validity(profile, chain[0].certificate, now, None)
+            signer = chains[(req.ca_id, profile.name)] = _Signer(chain, views, info, key, template, default)
         chain, views = signer.chain, signer.views
         issuer = chain[0]
         if profile.issuers and issuer.kind not in profile.issuers:
@@ -916,20 +922,23 @@ class PkiService:
                 uris = uris or (f"https://{issuer.device_domain}/devices/{req.device_serial}",)
             names = NameRequest({**names.attributes, "serialNumber": req.device_serial}, uris, dns, names.ips)
         check_name_constraints(views, names)
-        start, end = validity(profile, issuer.certificate, now, req.not_after)
+        if req.not_after is None:
+            start, end = signer.validity
+        else:
+            start, end = validity(profile, issuer.certificate, now, req.not_after)
         subject = check_subject(profile, names.attributes)
         template = signer.template
         spki = spki or spki_der(public)  # type: ignore[arg-type]
+        serial = x509.random_serial_number()
         tbs = template.tbs(
-            serial=x509.random_serial_number(),
+            serial=serial,
             not_before=start,
             not_after=end,
             subject=subject.der(),
             spki=spki,
             sans=san_entries(profile, names),
         )
-        cert = template.sign(tbs, signer.key)
-        subject_key_id = key_id(spki)
+        der = template.signed(tbs, signer.key)
         return _Prepared(
             subject.rfc4514(),
             index,
@@ -938,8 +947,12 @@ class PkiService:
             issuer.ca_id,
             [c.ca_id for c in chain],
             signer.info.key_id,
-            cert,
-            subject_key_id,
+            x509.load_der_x509_certificate(der),
+            key_id(spki),
+            serial,
+            start,
+            end,
+            der,
         )
 
     def _admit(

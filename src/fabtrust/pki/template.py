@@ -181,13 +181,16 @@ class LeafTemplate:
             ),
         )
 
-    def sign(
-        self, tbs: bytes, key: ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
-    ) -> x509.Certificate:
-        """The certificate: the TBSCertificate signed with the issuer's key (RFC 5280 4.1.1)."""
+    def signed(self, tbs: bytes, key: ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey) -> bytes:
+        """The DER certificate: the TBSCertificate signed with the issuer's key (RFC 5280 4.1.1)."""
         if isinstance(key, ec.EllipticCurvePrivateKey):
             signature = key.sign(tbs, ECDSA_ALGORITHM[self.key_type])
         else:
             signature = key.sign(tbs)
-        body = tbs + self.signature_algorithm + _tlv(_BIT_STRING, b"\x00" + signature)
-        return x509.load_der_x509_certificate(_tlv(_SEQUENCE, body))
+        return _tlv(_SEQUENCE, tbs + self.signature_algorithm + _tlv(_BIT_STRING, b"\x00" + signature))
+
+    def sign(
+        self, tbs: bytes, key: ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+    ) -> x509.Certificate:
+        """:meth:`signed`, loaded."""
+        return x509.load_der_x509_certificate(self.signed(tbs, key))

@@ -16,6 +16,7 @@ for psycopg; where the dialects differ (row locks, list parameters) a statement 
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -55,6 +56,11 @@ def db_time(conn: Connection, value: datetime) -> datetime | str:
         raise ValueError("naive datetime stored")
     if conn.dialect.name == "postgresql":
         return value
+    return _sqlite_text(value)
+
+
+@functools.lru_cache(maxsize=256)  # a batch binds the same few times on every row
+def _sqlite_text(value: datetime) -> str:
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
