@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -13,6 +14,7 @@ def system_clock() -> datetime:
     return datetime.now(UTC)
 
 
+@functools.lru_cache(maxsize=256)  # a batch stamps many documents with the same few times
 def rfc3339(t: datetime) -> str:
     """RFC 3339 UTC timestamp with a ``Z`` suffix (microseconds kept when present)."""
     if t.tzinfo is None:

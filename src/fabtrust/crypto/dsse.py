@@ -17,6 +17,8 @@ from fabtrust.crypto.keys import verify_signature
 from fabtrust.errors import InvalidInput, VerificationFailed
 
 MAX_ENVELOPE = 16 * 1024 * 1024
+# one encoder for every envelope (json.dumps with options builds a new one per call)
+_ENCODE = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
 
 
 def pae(payload_type: str, payload: bytes) -> bytes:
@@ -38,14 +40,12 @@ class Envelope:
     signatures: tuple[Signature, ...]
 
     def to_json(self) -> bytes:
-        return json.dumps(
+        return _ENCODE(
             {
                 "payload": b64(self.payload),
                 "payloadType": self.payload_type,
                 "signatures": [{"keyid": s.keyid, "sig": b64(s.sig)} for s in self.signatures],
-            },
-            sort_keys=True,
-            separators=(",", ":"),
+            }
         ).encode()
 
     @classmethod
