@@ -278,6 +278,7 @@ def check_subject(profile: Profile, attributes: Mapping[str, str]) -> Subject:
 
 
 def subject_name(profile: Profile, attributes: Mapping[str, str]) -> x509.Name:
+    """:func:`check_subject` as an ``x509.Name`` (for cryptography's builders)."""
     return check_subject(profile, attributes).name()
 
 
