@@ -8,6 +8,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.x509.name import _ASN1Type
+from cryptography.x509.oid import NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -20,6 +23,7 @@ from fabtrust.device.protocol import (
     InstallReceipt,
     Provisioning,
     secrets_info,
+    subject_serial_number,
 )
 from fabtrust.errors import FabtrustError, InvalidInput
 from tests.device.helpers import NOW
@@ -307,3 +311,23 @@ def test_random_member_values_raise_only_fabtrust_errors(
     except FabtrustError:
         return
     assert parsed.to_json() == raw
+
+
+@pytest.mark.parametrize(
+    ("attributes", "expected"),
+    [
+        pytest.param([("SN-1", _ASN1Type.PrintableString)], "SN-1", id="ok/printable"),
+        pytest.param([("SN-1", _ASN1Type.UTF8String)], "SN-1", id="ok/utf8"),
+        pytest.param([("SN-1", _ASN1Type.BMPString)], None, id="fail/bmp"),
+        pytest.param([("SN-1", _ASN1Type.PrintableString)] * 2, None, id="fail/two"),
+        pytest.param([], None, id="fail/none"),
+    ],
+)
+def test_a_names_serial_number_is_its_one_printable_or_utf8_serial_number(
+    attributes: list[tuple[str, _ASN1Type]], expected: str | None
+) -> None:
+    name = x509.Name(
+        [x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Acme")]
+        + [x509.NameAttribute(NameOID.SERIAL_NUMBER, value, _type=kind) for value, kind in attributes]
+    )
+    assert subject_serial_number(name) == expected

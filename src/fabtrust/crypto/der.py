@@ -9,13 +9,13 @@ device, a third of a signature check. These functions take the two fields from t
 They are meant for DER that ``x509.load_der_x509_certificate`` or ``x509.load_der_x509_csr`` has
 accepted, whose structure cryptography's parser has checked: they only step over the elements
 before the field (X.690 definite-length TLVs at positions RFC 5280 4.1 and RFC 2986 4 fix). Given
-anything else they raise InvalidInput, never an IndexError. :func:`canonical_spki` answers None
-for an SPKI that cryptography would encode differently (a compressed EC point, another key type):
-the caller re-encodes those with cryptography.
+anything else they raise InvalidInput, never an IndexError. :func:`key_spki` re-encodes an SPKI
+that cryptography would encode differently (a compressed EC point, another key type).
 """
 
 from __future__ import annotations
 
+from fabtrust.crypto.keys import PublicKey, spki_der
 from fabtrust.errors import InvalidInput
 
 _SEQUENCE, _SET, _PRINTABLE_STRING, _UTF8_STRING = 0x30, 0x31, 0x13, 0x0C
@@ -99,6 +99,12 @@ def canonical_spki(spki: bytes) -> bytes | None:
     ``public_bytes(DER, SubjectPublicKeyInfo)`` would; None for any other form or key type."""
     prefix = _SPKI_PREFIXES.get(len(spki))
     return spki if prefix is not None and spki.startswith(prefix) else None
+
+
+def key_spki(read: bytes, key: PublicKey) -> bytes:
+    """``key``'s SubjectPublicKeyInfo as cryptography encodes it: ``read`` (the SPKI the DER
+    carried ``key`` in) where that is its encoding already, else encoded again."""
+    return canonical_spki(read) or spki_der(key)
 
 
 def serial_number(name: bytes) -> bytes | None:

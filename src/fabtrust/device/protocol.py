@@ -421,7 +421,6 @@ class GenuineChip:
     birth_key_id: str
     csr: x509.CertificateSigningRequest
     csr_key: PublicKey  # the request's public key (a signing key of a type fabtrust supports)
-    csr_spki: bytes  # csr_key as DER SubjectPublicKeyInfo
     sealing_public: x25519.X25519PublicKey  # the chip's new sealing key, checked to be X25519
 
     @property
@@ -437,11 +436,10 @@ def _spki(certificate: x509.Certificate) -> bytes:
 
 
 def subject_serial_number(name: x509.Name) -> str | None:
-    """The one serialNumber attribute (X.520) of a name, or None if it has none or several."""
-    values = name.get_attributes_for_oid(NameOID.SERIAL_NUMBER)
-    if len(values) != 1 or not isinstance(values[0].value, str):
-        return None
-    return values[0].value
+    """The one serialNumber attribute (X.520) of a name, as PrintableString or UTF8String, or None
+    if it has none, several or one of another type: :func:`fabtrust.crypto.der.serial_number`."""
+    value = der.serial_number(name.public_bytes())
+    return None if value is None else value.decode("utf-8")
 
 
 def load_certificates(chain: Sequence[bytes], what: str) -> list[x509.Certificate]:
@@ -547,8 +545,7 @@ def verify_genuineness(
         password = b""
     if not hmac.compare_digest(password, challenge.nonce.hex().encode("ascii")):
         raise VerificationFailed("certificate request is not bound to this challenge")
-    csr_subject, csr_spki = der.request_fields(response.csr)
-    if der.serial_number(csr_subject) != uid:
+    if der.serial_number(der.request_fields(response.csr)[0]) != uid:
         raise VerificationFailed("certificate request is for another chip UID")
 
     sealing_public = load_public_key(response.sealing_key)
@@ -558,10 +555,9 @@ def verify_genuineness(
     return GenuineChip(
         chip_uid=response.chip_uid,
         vendor=_vendor_name(anchor),
-        birth_key_id=key_id(der.canonical_spki(birth_spki) or spki_der(supported_public_key(birth_key))),
+        birth_key_id=key_id(der.key_spki(birth_spki, supported_public_key(birth_key))),
         csr=csr,
         csr_key=csr_key,
-        csr_spki=der.canonical_spki(csr_spki) or spki_der(csr_key),
         sealing_public=cast(x25519.X25519PublicKey, sealing_public),
     )
 

@@ -77,7 +77,6 @@ class VerifiedCsr:
 
     csr: x509.CertificateSigningRequest
     key: CertificatePublicKeyTypes
-    spki: bytes | None = None  # ``key`` as DER SubjectPublicKeyInfo, if the holder has it at hand
 
     @classmethod
     def of(cls, csr: x509.CertificateSigningRequest) -> VerifiedCsr:
