@@ -202,6 +202,7 @@ def test_the_requests_serial_number_is_a_printable_or_utf8_string(
     if accepted:
         genuine = verify_genuineness(response, sent, [vendor.root], NOW)
         assert genuine.csr_key == key.public_key()
+        assert genuine.csr_spki == spki_der(key.public_key())
     else:
         with pytest.raises(VerificationFailed, match="certificate request is for another chip UID"):
             verify_genuineness(response, sent, [vendor.root], NOW)

@@ -421,6 +421,7 @@ class GenuineChip:
     birth_key_id: str
     csr: x509.CertificateSigningRequest
     csr_key: PublicKey  # the request's public key (a signing key of a type fabtrust supports)
+    csr_spki: bytes  # csr_key as cryptography encodes it (DER SubjectPublicKeyInfo)
     sealing_public: x25519.X25519PublicKey  # the chip's new sealing key, checked to be X25519
 
     @property
@@ -545,7 +546,8 @@ def verify_genuineness(
         password = b""
     if not hmac.compare_digest(password, challenge.nonce.hex().encode("ascii")):
         raise VerificationFailed("certificate request is not bound to this challenge")
-    if der.serial_number(der.request_fields(response.csr)[0]) != uid:
+    csr_subject, csr_spki = der.request_fields(response.csr)
+    if der.serial_number(csr_subject) != uid:
         raise VerificationFailed("certificate request is for another chip UID")
 
     sealing_public = load_public_key(response.sealing_key)
@@ -558,6 +560,7 @@ def verify_genuineness(
         birth_key_id=key_id(der.key_spki(birth_spki, supported_public_key(birth_key))),
         csr=csr,
         csr_key=csr_key,
+        csr_spki=der.key_spki(csr_spki, csr_key),
         sealing_public=cast(x25519.X25519PublicKey, sealing_public),
     )
 

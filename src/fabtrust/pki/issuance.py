@@ -77,6 +77,9 @@ class VerifiedCsr:
 
     csr: x509.CertificateSigningRequest
     key: CertificatePublicKeyTypes
+    # ``key`` as cryptography encodes it (:func:`fabtrust.crypto.der.key_spki`), if the holder has
+    # it at hand; the holder vouches for it as for ``key``
+    spki: bytes | None = None
 
     @classmethod
     def of(cls, csr: x509.CertificateSigningRequest) -> VerifiedCsr:

@@ -35,7 +35,7 @@ from sqlalchemy.exc import IntegrityError
 from fabtrust.access.policy import ApprovalAction
 from fabtrust.access.service import ApprovalTicket, ticket_request_id
 from fabtrust.clock import Clock, rfc3339, system_clock
-from fabtrust.crypto import der, dsse
+from fabtrust.crypto import dsse
 from fabtrust.crypto.keys import KeyType, KeyUsage, generate_private_key, key_id, spki_der
 from fabtrust.errors import Conflict, FabtrustError, InvalidInput, NotFound, PolicyViolation
 from fabtrust.keystore.base import KeyInfo, KeyStore, importer
@@ -887,9 +887,9 @@ class PkiService:
         if profile.is_ca:
             raise PolicyViolation("CA certificates are made by the CA commands, not issued from here")
         if isinstance(req.csr, VerifiedCsr):
-            csr, public = req.csr.csr, req.csr.key
+            csr, public, spki = req.csr.csr, req.csr.key, req.csr.spki
         else:
-            csr, public = load_csr_and_key(req.csr)
+            (csr, public), spki = load_csr_and_key(req.csr), None
         csr_key_type(csr, profile, public)
         signer = chains.get((req.ca_id, profile.name))
         if signer is None:
@@ -928,7 +928,7 @@ class PkiService:
             start, end = validity(profile, issuer.certificate, now, req.not_after)
         subject = check_subject(profile, names.attributes)
         template = signer.template
-        spki = der.key_spki(der.request_fields(csr.public_bytes(serialization.Encoding.DER))[1], public)  # type: ignore[arg-type]
+        spki = spki or spki_der(public)  # type: ignore[arg-type]
         serial = x509.random_serial_number()
         tbs = template.tbs(
             serial=serial,

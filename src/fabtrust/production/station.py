@@ -505,7 +505,7 @@ class Station:
                 IssueRequest(
                     package.issuing_ca,
                     "device-idevid",
-                    VerifiedCsr(chip.csr, chip.csr_key),  # verify_genuineness checked both
+                    VerifiedCsr(chip.csr, chip.csr_key, chip.csr_spki),  # verify_genuineness checked them
                     NameRequest({"organizationName": loaded.organization, "commonName": f"{order_id}/{seq}"}),
                     device_serial=chip.chip_uid,
                     order_id=order_id,
